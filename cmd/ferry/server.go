@@ -1,0 +1,216 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/riverqueue/river"
+	"riverqueue.com/riverui"
+
+	"github.com/ferry-dev/ferry/botapi"
+	"github.com/ferry-dev/ferry/config"
+	"github.com/ferry-dev/ferry/db"
+	"github.com/ferry-dev/ferry/jobs"
+	"github.com/ferry-dev/ferry/webhook"
+)
+
+type mode int
+
+const (
+	modeServe mode = iota
+	modeWeb
+	modeWorker
+)
+
+func loadConfig() (*config.Config, error) { return config.Load(".env") }
+
+// runServer starts the pieces a mode needs and stops them in reverse order on
+// SIGTERM: HTTP first (no new updates), then the intake (commit what was
+// taken), then the workers.
+func runServer(ctx context.Context, logger *slog.Logger, m mode) error {
+	start := time.Now()
+	cfg, err := loadConfig()
+	if err != nil {
+		return err
+	}
+	needs := []config.Need{config.NeedBots, config.NeedDatabase}
+	if m != modeWorker && cfg.UpdatesMode == "webhook" {
+		needs = append(needs, config.NeedWebhookSecret)
+	}
+	if err := cfg.Check(needs...); err != nil {
+		return err
+	}
+	logger.Info("starting", "mode", m.String(), "config", cfg)
+
+	pool, err := db.Open(ctx, cfg.DatabaseURL)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	if err := db.Migrate(ctx, pool, logger); err != nil {
+		return err
+	}
+	bots, err := botapi.New(cfg.Bots, cfg.BotAPIURL, nil, logger)
+	if err != nil {
+		return err
+	}
+	deps := &jobs.Deps{Pool: pool, Config: cfg, Bots: bots, Logger: logger}
+	client, err := jobs.NewClient(deps, jobs.ClientOptions{Work: m != modeWeb})
+	if err != nil {
+		return err
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), webhook.NewJobsCollector(pool))
+	metrics := webhook.NewMetrics(reg)
+
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancel()
+	var wg sync.WaitGroup
+	goRun := func(f func()) { wg.Add(1); go func() { defer wg.Done(); f() }() }
+
+	var intake *jobs.Intake
+	if m != modeWorker {
+		intake = jobs.NewIntake(pool, client, logger, jobs.WithObserver(metrics.ObserveCommit))
+		goRun(func() { intake.Run(runCtx) })
+	}
+	opts := webhook.Options{
+		Config: cfg, Ready: readiness(pool), Gatherer: reg, Metrics: metrics,
+		Logger: logger.With("component", "http"),
+	}
+	if intake != nil && cfg.UpdatesMode == "webhook" {
+		opts.Intake = intake
+	}
+	if m != modeWorker {
+		ui, err := riverUI(runCtx, cfg, client, logger)
+		if err != nil {
+			return err
+		}
+		opts.RiverUI = ui
+	}
+	if m != modeWeb {
+		if err := client.Start(runCtx); err != nil {
+			return fmt.Errorf("start workers: %w", err)
+		}
+	}
+	if intake != nil && cfg.UpdatesMode == "poll" {
+		poller := webhook.NewPoller(bots, cfg.BotAPIURL, intake, logger.With("component", "poll"), 25*time.Second)
+		goRun(func() { poller.Run(ctx) })
+	}
+	if m != modeWorker {
+		goRun(func() {
+			rctx, rcancel := context.WithTimeout(runCtx, time.Minute)
+			defer rcancel()
+			if err := jobs.RegisterCommands(rctx, bots, cfg.AdminIDs); err != nil {
+				logger.Warn("register command menu", "err", err)
+			}
+		})
+	}
+
+	e := webhook.NewServer(opts)
+	ln, err := net.Listen("tcp", net.JoinHostPort("", strconv.Itoa(cfg.Port)))
+	if err != nil {
+		return fmt.Errorf("listen on port %d: %w", cfg.Port, err)
+	}
+	srv := &http.Server{Handler: e, ReadHeaderTimeout: 10 * time.Second}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+	logger.Info("listening", "addr", ln.Addr().String(), "startup", time.Since(start))
+
+	select {
+	case <-ctx.Done():
+	case err = <-serveErr:
+	}
+	logger.Info("shutting down")
+	shCtx, shCancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer shCancel()
+	_ = srv.Shutdown(shCtx)
+	if m != modeWeb {
+		softCtx, softCancel := context.WithTimeout(shCtx, 20*time.Second)
+		if stopErr := client.Stop(softCtx); stopErr != nil {
+			_ = client.StopAndCancel(shCtx)
+		}
+		softCancel()
+	}
+	cancel()
+	wg.Wait()
+	if err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("http server: %w", err)
+	}
+	return nil
+}
+
+func (m mode) String() string { return [...]string{"serve", "web", "worker"}[m] }
+
+// readiness caches a success for a second: /readyz may be polled often.
+func readiness(pool *pgxpool.Pool) func(context.Context) error {
+	var mu sync.Mutex
+	var okUntil time.Time
+	return func(ctx context.Context) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if time.Now().Before(okUntil) {
+			return nil
+		}
+		if err := pool.Ping(ctx); err != nil {
+			return fmt.Errorf("database: %w", err)
+		}
+		if err := db.Current(ctx, pool); err != nil {
+			return err
+		}
+		okUntil = time.Now().Add(time.Second)
+		return nil
+	}
+}
+
+// riverUI builds the River UI handler, or nil with a warning when no
+// credentials are configured: the UI never runs open.
+func riverUI(ctx context.Context, cfg *config.Config, client *river.Client[pgx.Tx], logger *slog.Logger) (http.Handler, error) {
+	if cfg.RiverUIUser == "" || cfg.RiverUIPassword == "" {
+		logger.Warn("River UI disabled: set RIVERUI_USER and RIVERUI_PASSWORD to enable /riverui")
+		return nil, nil
+	}
+	h, err := riverui.NewHandler(&riverui.HandlerOpts{
+		Endpoints: riverui.NewEndpoints(client, nil),
+		Logger:    logger.With("component", "riverui"),
+		Prefix:    "/riverui",
+	})
+	if err != nil {
+		return nil, fmt.Errorf("river ui: %w", err)
+	}
+	if err := h.Start(ctx); err != nil {
+		return nil, fmt.Errorf("start river ui: %w", err)
+	}
+	return h, nil
+}
+
+func runMigrate(ctx context.Context, logger *slog.Logger) error {
+	cfg, err := loadConfig()
+	if err != nil {
+		return err
+	}
+	if err := cfg.Check(config.NeedDatabase); err != nil {
+		return err
+	}
+	pool, err := db.Open(ctx, cfg.DatabaseURL)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	if err := db.Migrate(ctx, pool, logger); err != nil {
+		return err
+	}
+	logger.Info("migrations current")
+	return nil
+}

@@ -1,0 +1,295 @@
+// Package config reads ferry's settings from the environment and an optional
+// .env file (the environment wins), using the names of the SPEC contract.
+// Secrets are kept out of every String and log form of the config.
+package config
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/caarlos0/env/v11"
+	"github.com/joho/godotenv"
+)
+
+// Bot is one configured bot. Slot is its 1-based position (b_1..b_N), which
+// names its file_id in the shared R2 index, so the order of BOT_TOKENS matters.
+type Bot struct {
+	Slot  int
+	ID    int64
+	Token string
+}
+
+// String never shows the token: only the slot and the public bot id.
+func (b Bot) String() string { return fmt.Sprintf("b_%d(%d)", b.Slot, b.ID) }
+
+// LogValue keeps the token out of structured logs.
+func (b Bot) LogValue() slog.Value {
+	return slog.GroupValue(slog.Int("slot", b.Slot), slog.Int64("id", b.ID))
+}
+
+// R2 holds the Cloudflare R2 (S3 API) settings of the shared file index.
+type R2 struct {
+	Endpoint        string `env:"R2_ENDPOINT"`
+	AccountID       string `env:"R2_ACCOUNT_ID"`
+	Bucket          string `env:"R2_BUCKET"`
+	AccessKeyID     string `env:"R2_ACCESS_KEY_ID"`
+	SecretAccessKey string `env:"R2_SECRET_ACCESS_KEY"`
+	Folder          string `env:"R2_FOLDER" envDefault:"linkerz"`
+	PublicURL       string `env:"R2_PUBLIC_URL"`
+}
+
+// Enabled reports whether enough is set to talk to a bucket.
+func (r R2) Enabled() bool { return r.Bucket != "" && (r.Endpoint != "" || r.AccountID != "") }
+
+// Config is ferry's whole configuration.
+type Config struct {
+	Bots []Bot `env:"-"`
+
+	APIID            int     `env:"API_ID"`
+	APIHash          string  `env:"API_HASH"`
+	ChannelID        int64   `env:"CHANNEL_ID"`
+	AdminIDs         []int64 `env:"ADMIN_IDS"`
+	DatabaseURL      string  `env:"DATABASE_URL"`
+	DataDir          string  `env:"DATA_DIR" envDefault:"./data"`
+	Port             int     `env:"PORT" envDefault:"8080"`
+	PublicURL        string  `env:"PUBLIC_URL"`
+	WebhookSecret    string  `env:"WEBHOOK_SECRET"`
+	UpdatesMode      string  `env:"UPDATES_MODE" envDefault:"webhook"`
+	BotAPIURL        string  `env:"BOT_API_URL" envDefault:"https://api.telegram.org"`
+	MTProtoDCAddr    string  `env:"MTPROTO_DC_ADDR"`
+	MTProtoPublicKey string  `env:"MTPROTO_PUBLIC_KEY"`
+	R2               R2
+	RiverUIUser      string   `env:"RIVERUI_USER"`
+	RiverUIPassword  string   `env:"RIVERUI_PASSWORD"`
+	UploadRoots      []string `env:"UPLOAD_ROOTS" envSeparator:":"`
+	UploadThreads    int      `env:"UPLOAD_THREADS" envDefault:"8"`
+	SessionKey       string   `env:"SESSION_KEY"`
+	LinkSecret       string   `env:"LINK_SECRET"`
+}
+
+// Load reads the process environment and, when it exists, the .env file at
+// dotenvPath ("" skips it). Values in the environment win over the file.
+func Load(dotenvPath string) (*Config, error) {
+	environ := map[string]string{}
+	if dotenvPath != "" {
+		fileVals, err := godotenv.Read(dotenvPath)
+		switch {
+		case err == nil:
+			for k, v := range fileVals {
+				environ[k] = v
+			}
+		case errors.Is(err, os.ErrNotExist):
+		default:
+			return nil, fmt.Errorf("read %s: %w", dotenvPath, err)
+		}
+	}
+	for _, kv := range os.Environ() {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			environ[k] = v
+		}
+	}
+	return FromMap(environ)
+}
+
+// FromMap builds a Config from explicit variables; tests and Load use it.
+func FromMap(environ map[string]string) (*Config, error) {
+	cfg := &Config{}
+	if err := env.ParseWithOptions(cfg, env.Options{Environment: environ}); err != nil {
+		// caarlos0/env names the variable but never echoes secret values
+		// beyond the one that failed to parse; none of ours are numeric.
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	bots, err := parseBots(environ)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	cfg.Bots = bots
+	cfg.UpdatesMode = strings.ToLower(strings.TrimSpace(cfg.UpdatesMode))
+	if cfg.UpdatesMode != "webhook" && cfg.UpdatesMode != "poll" {
+		return nil, fmt.Errorf("config: UPDATES_MODE must be webhook or poll, got %q", cfg.UpdatesMode)
+	}
+	if cfg.UploadThreads < 1 || cfg.UploadThreads > 64 {
+		return nil, fmt.Errorf("config: UPLOAD_THREADS must be 1..64, got %d", cfg.UploadThreads)
+	}
+	cfg.PublicURL = strings.TrimRight(cfg.PublicURL, "/")
+	cfg.BotAPIURL = strings.TrimRight(cfg.BotAPIURL, "/")
+	return cfg, nil
+}
+
+// Need names what a command requires; Check reports every missing one at once.
+type Need int
+
+const (
+	NeedBots Need = iota
+	NeedDatabase
+	NeedWebhookSecret
+	NeedPublicURL
+)
+
+// Check returns one error naming every missing setting among needs.
+func (c *Config) Check(needs ...Need) error {
+	var missing []string
+	for _, n := range needs {
+		switch n {
+		case NeedBots:
+			if len(c.Bots) == 0 {
+				missing = append(missing, "BOT_TOKENS (or BOT_TOKEN)")
+			}
+		case NeedDatabase:
+			if c.DatabaseURL == "" {
+				missing = append(missing, "DATABASE_URL (the embedded database is not available yet)")
+			}
+		case NeedWebhookSecret:
+			if c.WebhookSecret == "" {
+				missing = append(missing, "WEBHOOK_SECRET")
+			}
+		case NeedPublicURL:
+			if c.PublicURL == "" {
+				missing = append(missing, "PUBLIC_URL")
+			}
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("missing required settings: %s", strings.Join(missing, ", "))
+	}
+	return nil
+}
+
+// IsAdmin reports whether a Telegram user may run admin commands.
+func (c *Config) IsAdmin(userID int64) bool {
+	for _, id := range c.AdminIDs {
+		if id == userID {
+			return true
+		}
+	}
+	return false
+}
+
+// BotByID finds a configured bot by its numeric id (the {bot} of /tg/{bot}).
+func (c *Config) BotByID(id int64) (Bot, bool) {
+	for _, b := range c.Bots {
+		if b.ID == id {
+			return b, true
+		}
+	}
+	return Bot{}, false
+}
+
+// BotBySlot finds a configured bot by its 1-based slot.
+func (c *Config) BotBySlot(slot int) (Bot, bool) {
+	if slot < 1 || slot > len(c.Bots) {
+		return Bot{}, false
+	}
+	return c.Bots[slot-1], true
+}
+
+// WebhookSecretToken derives the X-Telegram-Bot-Api-Secret-Token of one bot
+// from WEBHOOK_SECRET, so each bot has its own token and one leaked token does
+// not open the others. The result uses only [0-9a-f], as Telegram requires a
+// subset of [A-Za-z0-9_-] of at most 256 characters.
+func (c *Config) WebhookSecretToken(botID int64) string {
+	return DeriveSecretToken(c.WebhookSecret, botID)
+}
+
+// DeriveSecretToken is the derivation behind WebhookSecretToken.
+func DeriveSecretToken(master string, botID int64) string {
+	m := hmac.New(sha256.New, []byte(master))
+	fmt.Fprintf(m, "ferry/webhook/%d", botID)
+	return hex.EncodeToString(m.Sum(nil))
+}
+
+// LogValue shows the configuration with every secret replaced by whether it
+// is set, so start-up can log what it runs with.
+func (c *Config) LogValue() slog.Value {
+	set := func(s string) string {
+		if s == "" {
+			return "unset"
+		}
+		return "set"
+	}
+	return slog.GroupValue(
+		slog.String("bots", fmt.Sprint(c.Bots)),
+		slog.Int("api_id", c.APIID),
+		slog.Int64("channel_id", c.ChannelID),
+		slog.Int("admins", len(c.AdminIDs)),
+		slog.String("database_url", set(c.DatabaseURL)),
+		slog.String("data_dir", c.DataDir),
+		slog.Int("port", c.Port),
+		slog.String("public_url", c.PublicURL),
+		slog.String("updates_mode", c.UpdatesMode),
+		slog.String("bot_api_url", c.BotAPIURL),
+		slog.String("webhook_secret", set(c.WebhookSecret)),
+		slog.Bool("r2", c.R2.Enabled()),
+		slog.String("riverui", set(c.RiverUIUser+c.RiverUIPassword)),
+		slog.Int("upload_threads", c.UploadThreads),
+		slog.Any("upload_roots", c.UploadRoots),
+	)
+}
+
+var tokenRE = regexp.MustCompile(`^([0-9]{1,20}):([A-Za-z0-9_-]{30,})$`)
+
+// parseBots reads BOT_TOKENS, or BOT_TOKEN followed by MULTI_TOKEN1..N in
+// numeric order (MULTI_TOKEN10 after MULTI_TOKEN9).
+func parseBots(environ map[string]string) ([]Bot, error) {
+	var tokens []string
+	if list := strings.TrimSpace(environ["BOT_TOKENS"]); list != "" {
+		for _, t := range strings.Split(list, ",") {
+			if t = strings.TrimSpace(t); t != "" {
+				tokens = append(tokens, t)
+			}
+		}
+	} else {
+		if t := strings.TrimSpace(environ["BOT_TOKEN"]); t != "" {
+			tokens = append(tokens, t)
+		}
+		type numbered struct {
+			n     int
+			token string
+		}
+		var multi []numbered
+		for k, v := range environ {
+			rest, ok := strings.CutPrefix(k, "MULTI_TOKEN")
+			if !ok || strings.TrimSpace(v) == "" {
+				continue
+			}
+			n, err := strconv.Atoi(rest)
+			if err != nil || n < 1 {
+				return nil, fmt.Errorf("%s: expected MULTI_TOKEN1, MULTI_TOKEN2, …", k)
+			}
+			multi = append(multi, numbered{n, strings.TrimSpace(v)})
+		}
+		sort.Slice(multi, func(i, j int) bool { return multi[i].n < multi[j].n })
+		for _, m := range multi {
+			tokens = append(tokens, m.token)
+		}
+	}
+	bots := make([]Bot, 0, len(tokens))
+	seen := map[int64]int{}
+	for i, t := range tokens {
+		slot := i + 1
+		m := tokenRE.FindStringSubmatch(t)
+		if m == nil {
+			// Never echo the token itself: it is a secret even when malformed.
+			return nil, fmt.Errorf("bot token for slot b_%d is malformed (want <digits>:<secret>)", slot)
+		}
+		id, err := strconv.ParseInt(m[1], 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("bot token for slot b_%d has a bad id: %w", slot, err)
+		}
+		if prev, dup := seen[id]; dup {
+			return nil, fmt.Errorf("bot %d is configured twice (slots b_%d and b_%d)", id, prev, slot)
+		}
+		seen[id] = slot
+		bots = append(bots, Bot{Slot: slot, ID: id, Token: t})
+	}
+	return bots, nil
+}

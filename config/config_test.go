@@ -1,0 +1,122 @@
+package config_test
+
+import (
+	"bytes"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/ferry-dev/ferry/config"
+)
+
+func tok(id int) string { return fmt.Sprintf("%d:AAH%s", id, strings.Repeat("x", 32)) }
+
+func TestBotTokensOrderGivesSlots(t *testing.T) {
+	cfg, err := config.FromMap(map[string]string{"BOT_TOKENS": tok(111) + ", " + tok(222) + "," + tok(333)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.Bots) != 3 || cfg.Bots[0].ID != 111 || cfg.Bots[2].Slot != 3 || cfg.Bots[2].ID != 333 {
+		t.Fatalf("bots = %v", cfg.Bots)
+	}
+}
+
+func TestMultiTokensSortNumerically(t *testing.T) {
+	env := map[string]string{"BOT_TOKEN": tok(1)}
+	for i := 1; i <= 11; i++ {
+		env[fmt.Sprintf("MULTI_TOKEN%d", i)] = tok(100 + i)
+	}
+	cfg, err := config.FromMap(env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.Bots) != 12 {
+		t.Fatalf("got %d bots", len(cfg.Bots))
+	}
+	for i, b := range cfg.Bots[1:] {
+		if b.ID != int64(101+i) || b.Slot != i+2 {
+			t.Fatalf("slot %d = %v, want MULTI_TOKEN%d", b.Slot, b, i+1)
+		}
+	}
+}
+
+func TestBadTokensStopStartWithoutEchoingThem(t *testing.T) {
+	secret := "SECRETPART" + strings.Repeat("y", 30)
+	cases := map[string]map[string]string{
+		"malformed": {"BOT_TOKENS": tok(1) + ",notatoken" + secret},
+		"duplicate": {"BOT_TOKENS": "5:" + secret + ",5:" + secret},
+		"bad multi": {"BOT_TOKEN": tok(1), "MULTI_TOKENx": tok(2)},
+	}
+	for name, env := range cases {
+		_, err := config.FromMap(env)
+		if err == nil {
+			t.Fatalf("%s: no error", name)
+		}
+		if strings.Contains(err.Error(), "SECRETPART") {
+			t.Fatalf("%s: error leaks the token: %v", name, err)
+		}
+	}
+}
+
+func TestCheckNamesEveryMissingSetting(t *testing.T) {
+	cfg, err := config.FromMap(map[string]string{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = cfg.Check(config.NeedBots, config.NeedDatabase, config.NeedWebhookSecret)
+	for _, name := range []string{"BOT_TOKENS", "DATABASE_URL", "WEBHOOK_SECRET"} {
+		if err == nil || !strings.Contains(err.Error(), name) {
+			t.Fatalf("error %v does not name %s", err, name)
+		}
+	}
+}
+
+func TestDotenvIsReadAndEnvironmentWins(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, ".env")
+	if err := os.WriteFile(p, []byte("PORT=9999\nCHANNEL_ID=-100123\nADMIN_IDS=1,2\nUPLOAD_ROOTS=/a:/b\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PORT", "7777")
+	cfg, err := config.Load(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Port != 7777 || cfg.ChannelID != -100123 || !cfg.IsAdmin(2) || cfg.IsAdmin(3) || len(cfg.UploadRoots) != 2 {
+		t.Fatalf("cfg = %+v", cfg)
+	}
+	if cfg.R2.Folder != "linkerz" || cfg.UploadThreads != 8 || cfg.UpdatesMode != "webhook" {
+		t.Fatalf("defaults not applied: %+v", cfg)
+	}
+}
+
+func TestLogValueHidesSecrets(t *testing.T) {
+	cfg, err := config.FromMap(map[string]string{
+		"BOT_TOKENS": tok(42), "WEBHOOK_SECRET": "whsecretvalue", "DATABASE_URL": "postgres://u:dbpassword@h/d",
+		"SESSION_KEY": "sesskeyvalue", "RIVERUI_PASSWORD": "uipassword", "R2_SECRET_ACCESS_KEY": "r2secretvalue",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	slog.New(slog.NewJSONHandler(&buf, nil)).Info("start", "config", cfg, "bot", cfg.Bots[0])
+	out := buf.String() + fmt.Sprint(cfg.Bots)
+	for _, s := range []string{"AAHxxxx", "whsecretvalue", "dbpassword", "sesskeyvalue", "uipassword", "r2secretvalue"} {
+		if strings.Contains(out, s) {
+			t.Fatalf("log leaks %q: %s", s, out)
+		}
+	}
+	if !strings.Contains(out, `"id":42`) {
+		t.Fatalf("log lacks bot id: %s", out)
+	}
+}
+
+func TestSecretTokenPerBot(t *testing.T) {
+	a := config.DeriveSecretToken("m", 1)
+	if a == config.DeriveSecretToken("m", 2) || a == config.DeriveSecretToken("n", 1) || len(a) != 64 {
+		t.Fatalf("derived tokens not distinct: %s", a)
+	}
+}

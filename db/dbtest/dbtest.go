@@ -1,0 +1,164 @@
+// Package dbtest gives each test its own real Postgres database, cloned from a
+// template that is migrated once per schema version, so packages can run in
+// parallel without seeing each other's rows.
+//
+// The server is TEST_DATABASE_URL (default
+// postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable). When it cannot
+// be reached the test fails: it never skips, because a green run without a
+// database would prove nothing.
+package dbtest
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+	"github.com/riverqueue/river/rivermigrate"
+
+	"github.com/ferry-dev/ferry/db"
+	"github.com/ferry-dev/ferry/migrations"
+)
+
+// AdminURL is the server tests create their databases on.
+func AdminURL() string {
+	if u := os.Getenv("TEST_DATABASE_URL"); u != "" {
+		return u
+	}
+	return "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
+}
+
+// New creates a fresh, fully migrated database for t and returns a pool on
+// it. The database is dropped when the test ends.
+func New(tb testing.TB) *pgxpool.Pool {
+	tb.Helper()
+	url := NewURL(tb)
+	ctx := context.Background()
+	pool, err := pgxpool.New(ctx, url)
+	if err != nil {
+		tb.Fatalf("dbtest: open %s: %v", url, err)
+	}
+	tb.Cleanup(pool.Close)
+	return pool
+}
+
+// NewURL is New for code that opens its own pool (a child process, the
+// binary): it returns the URL of a fresh migrated database.
+func NewURL(tb testing.TB) string {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	admin, err := pgx.Connect(ctx, AdminURL())
+	if err != nil {
+		tb.Fatalf("dbtest: Postgres is required at %s (set TEST_DATABASE_URL): %v", AdminURL(), err)
+	}
+	defer admin.Close(context.Background())
+
+	// One lock per server serialises template builds and clones across test
+	// processes: Postgres refuses to clone a template someone is connected to.
+	if _, err := admin.Exec(ctx, "SELECT pg_advisory_lock(7262846)"); err != nil {
+		tb.Fatalf("dbtest: lock: %v", err)
+	}
+	defer admin.Exec(context.Background(), "SELECT pg_advisory_unlock(7262846)")
+
+	tpl := "ferry_tpl_" + schemaHash()
+	var exists bool
+	if err := admin.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)", tpl).Scan(&exists); err != nil {
+		tb.Fatalf("dbtest: look up template: %v", err)
+	}
+	if !exists {
+		if err := buildTemplate(ctx, admin, tpl); err != nil {
+			tb.Fatalf("dbtest: build template: %v", err)
+		}
+	}
+
+	name := "ferry_t_" + randHex(6)
+	if _, err := admin.Exec(ctx, fmt.Sprintf("CREATE DATABASE %s TEMPLATE %s", name, tpl)); err != nil {
+		tb.Fatalf("dbtest: create database: %v", err)
+	}
+	tb.Cleanup(func() { Drop(name) })
+	return withDatabase(AdminURL(), name)
+}
+
+// Drop removes a test database, closing any connection still open on it.
+func Drop(name string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	admin, err := pgx.Connect(ctx, AdminURL())
+	if err != nil {
+		return
+	}
+	defer admin.Close(context.Background())
+	_, _ = admin.Exec(ctx, fmt.Sprintf("DROP DATABASE IF EXISTS %s WITH (FORCE)", name))
+}
+
+func buildTemplate(ctx context.Context, admin *pgx.Conn, tpl string) error {
+	tmp := tpl + "_build"
+	_, _ = admin.Exec(ctx, fmt.Sprintf("DROP DATABASE IF EXISTS %s WITH (FORCE)", tmp))
+	if _, err := admin.Exec(ctx, "CREATE DATABASE "+tmp); err != nil {
+		return err
+	}
+	pool, err := pgxpool.New(ctx, withDatabase(AdminURL(), tmp))
+	if err != nil {
+		return err
+	}
+	err = db.Migrate(ctx, pool, slog.New(slog.DiscardHandler))
+	pool.Close()
+	if err != nil {
+		return err
+	}
+	// Build under a temporary name and rename, so a crash mid-build never
+	// leaves a half-migrated template behind.
+	_, err = admin.Exec(ctx, fmt.Sprintf("ALTER DATABASE %s RENAME TO %s", tmp, tpl))
+	return err
+}
+
+// schemaHash names the template after the migrations it holds, so a changed
+// migration file gets a new template instead of a stale one.
+func schemaHash() string {
+	h := sha256.New()
+	_ = fs.WalkDir(migrations.FS, ".", func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := fs.ReadFile(migrations.FS, path)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(h, "%s\x00%s\x00", path, b)
+		return nil
+	})
+	rm, err := rivermigrate.New(riverpgxv5.New(nil), nil)
+	if err == nil {
+		all := rm.AllVersions()
+		fmt.Fprintf(h, "river:%d", all[len(all)-1].Version)
+	}
+	return hex.EncodeToString(h.Sum(nil))[:12]
+}
+
+func withDatabase(url, name string) string {
+	cfg, err := pgx.ParseConfig(url)
+	if err != nil {
+		panic(err)
+	}
+	u := fmt.Sprintf("postgres://%s@%s:%d/%s?sslmode=disable", cfg.User, cfg.Host, cfg.Port, name)
+	if cfg.Password != "" {
+		u = fmt.Sprintf("postgres://%s:%s@%s:%d/%s?sslmode=disable", cfg.User, cfg.Password, cfg.Host, cfg.Port, name)
+	}
+	return u
+}
+
+func randHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}

@@ -1,0 +1,202 @@
+package jobs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/riverqueue/river"
+)
+
+// Update is one Bot API update as it arrived: the raw JSON is kept byte for
+// byte so no field Telegram adds later is lost before the worker reads it.
+type Update struct {
+	BotID    int64
+	UpdateID int64
+	Raw      []byte
+}
+
+// Intake makes updates durable: Submit returns only after the update's River
+// job is committed. Concurrent submissions share one transaction (group
+// commit), so a burst of deliveries costs a few commits, not one each.
+type Intake struct {
+	pool     *pgxpool.Pool
+	client   *river.Client[pgx.Tx]
+	logger   *slog.Logger
+	reqs     chan *pending
+	maxBatch int
+	window   time.Duration
+	flushers int
+	observe  func(batch int, took time.Duration, err error)
+}
+
+type pending struct {
+	u    Update
+	done chan error
+}
+
+// IntakeOption tunes an Intake.
+type IntakeOption func(*Intake)
+
+// WithBatch sets the largest batch and how long a flusher waits for more
+// updates after the first (the group-commit window).
+func WithBatch(max int, window time.Duration) IntakeOption {
+	return func(in *Intake) { in.maxBatch, in.window = max, window }
+}
+
+// WithFlushers sets how many transactions may be in flight at once.
+func WithFlushers(n int) IntakeOption { return func(in *Intake) { in.flushers = n } }
+
+// WithObserver is called after every commit attempt (metrics).
+func WithObserver(f func(batch int, took time.Duration, err error)) IntakeOption {
+	return func(in *Intake) { in.observe = f }
+}
+
+// NewIntake prepares an Intake; call Run to start its flushers.
+func NewIntake(pool *pgxpool.Pool, client *river.Client[pgx.Tx], logger *slog.Logger, opts ...IntakeOption) *Intake {
+	in := &Intake{
+		pool: pool, client: client, logger: logger,
+		maxBatch: 512, window: time.Millisecond, flushers: 4,
+		observe: func(int, time.Duration, error) {},
+	}
+	for _, o := range opts {
+		o(in)
+	}
+	in.reqs = make(chan *pending, in.maxBatch*in.flushers)
+	return in
+}
+
+// ErrStopped is returned by Submit once the intake has shut down.
+var ErrStopped = errors.New("intake stopped")
+
+// Run works until ctx is done. Updates already submitted are committed or
+// answered with an error before Run returns, so no caller waits forever.
+func (in *Intake) Run(ctx context.Context) {
+	done := make(chan struct{})
+	for i := 0; i < in.flushers; i++ {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			in.flushLoop(ctx)
+		}()
+	}
+	for i := 0; i < in.flushers; i++ {
+		<-done
+	}
+	// Drain: anything still queued is refused so the sender gets a 503 and
+	// Telegram delivers it again.
+	for {
+		select {
+		case p := <-in.reqs:
+			p.done <- ErrStopped
+		default:
+			return
+		}
+	}
+}
+
+// Submit commits u as a job (or finds it already committed) and returns nil
+// only when it is durable.
+func (in *Intake) Submit(ctx context.Context, u Update) error {
+	p := &pending{u: u, done: make(chan error, 1)}
+	select {
+	case in.reqs <- p:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case err := <-p.done:
+		return err
+	case <-ctx.Done():
+		// The batch may still commit; a re-delivery is then deduplicated.
+		return ctx.Err()
+	}
+}
+
+func (in *Intake) flushLoop(ctx context.Context) {
+	batch := make([]*pending, 0, in.maxBatch)
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	for {
+		batch = batch[:0]
+		select {
+		case p := <-in.reqs:
+			batch = append(batch, p)
+		case <-ctx.Done():
+			return
+		}
+		timer.Reset(in.window)
+	collect:
+		for len(batch) < in.maxBatch {
+			select {
+			case p := <-in.reqs:
+				batch = append(batch, p)
+			case <-timer.C:
+				break collect
+			}
+		}
+		timer.Stop()
+		start := time.Now()
+		// A batch already taken is committed even while shutting down.
+		err := in.commit(context.WithoutCancel(ctx), batch)
+		in.observe(len(batch), time.Since(start), err)
+		if err != nil {
+			in.logger.Error("commit updates", "batch", len(batch), "err", err)
+		}
+		for _, p := range batch {
+			p.done <- err
+		}
+	}
+}
+
+// commit records the batch in received_updates and inserts a job for each
+// update not seen before, in one transaction.
+func (in *Intake) commit(ctx context.Context, batch []*pending) error {
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	botIDs := make([]int64, len(batch))
+	updateIDs := make([]int64, len(batch))
+	byKey := make(map[[2]int64]*pending, len(batch))
+	for i, p := range batch {
+		botIDs[i], updateIDs[i] = p.u.BotID, p.u.UpdateID
+		byKey[[2]int64{p.u.BotID, p.u.UpdateID}] = p
+	}
+	tx, err := in.pool.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx))
+	rows, err := tx.Query(ctx, `
+		INSERT INTO received_updates (bot_id, update_id)
+		SELECT * FROM unnest($1::bigint[], $2::bigint[])
+		ON CONFLICT DO NOTHING
+		RETURNING bot_id, update_id`, botIDs, updateIDs)
+	if err != nil {
+		return fmt.Errorf("record updates: %w", err)
+	}
+	var params []river.InsertManyParams
+	for rows.Next() {
+		var k [2]int64
+		if err := rows.Scan(&k[0], &k[1]); err != nil {
+			rows.Close()
+			return fmt.Errorf("scan update key: %w", err)
+		}
+		p := byKey[k]
+		params = append(params, river.InsertManyParams{Args: UpdateArgs{BotID: k[0], UpdateID: k[1], Update: p.u.Raw}})
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("record updates: %w", err)
+	}
+	if len(params) > 0 {
+		if _, err := in.client.InsertManyTx(ctx, tx, params); err != nil {
+			return fmt.Errorf("insert %d update jobs: %w", len(params), err)
+		}
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,134 @@
+// Package jobs decides what happens to every update: it owns the River client,
+// the job kinds and their workers. Workers are thin: they call the engines
+// (mtproto, index, r2) and the Bot API, and turn Telegram's answers into River
+// outcomes (429 → snooze, 400 → cancel, anything else → retry).
+package jobs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+
+	"github.com/ferry-dev/ferry/botapi"
+	"github.com/ferry-dev/ferry/config"
+)
+
+// Queue names. Updates have their own queue so that /pause, which stops the
+// work queues, never stops the /resume that would undo it.
+const (
+	QueueUpdates = "updates"
+	QueueIndex   = "index"
+	QueueR2      = "r2"
+	QueueUploads = "uploads"
+)
+
+// WorkQueues are the queues /pause and /resume act on.
+var WorkQueues = []string{QueueIndex, QueueR2, QueueUploads}
+
+// Deps is what workers need; cmd/ferry builds it once and passes it in.
+type Deps struct {
+	Pool   *pgxpool.Pool
+	Config *config.Config
+	Bots   *botapi.Bots
+	Logger *slog.Logger
+
+	usernames sync.Map // bot id → username, from getMe, for /cmd@name
+}
+
+// ClientOptions choose what a River client does in this process.
+type ClientOptions struct {
+	// Work starts the queues; false gives an insert-only client (`ferry web`).
+	Work bool
+	// RescueStuckJobsAfter is how long a job may stay running before another
+	// process takes it over after a crash. Zero means twice the longest
+	// job timeout.
+	RescueStuckJobsAfter time.Duration
+}
+
+// NewClient builds the River client with every worker registered, so any
+// process can work any queue it starts.
+func NewClient(d *Deps, opts ClientOptions) (*river.Client[pgx.Tx], error) {
+	workers := river.NewWorkers()
+	river.AddWorker(workers, &UpdateWorker{d: d})
+	cfg := &river.Config{
+		Logger:               d.Logger.With("component", "river"),
+		Workers:              workers,
+		JobTimeout:           updateJobTimeout,
+		RescueStuckJobsAfter: opts.RescueStuckJobsAfter,
+		MaxAttempts:          25,
+	}
+	if cfg.RescueStuckJobsAfter == 0 {
+		cfg.RescueStuckJobsAfter = 2 * updateJobTimeout
+	}
+	if opts.Work {
+		cfg.Queues = map[string]river.QueueConfig{
+			QueueUpdates: {MaxWorkers: 32},
+			QueueIndex:   {MaxWorkers: 16},
+			QueueR2:      {MaxWorkers: 8},
+			QueueUploads: {MaxWorkers: 2},
+		}
+	}
+	c, err := river.NewClient(riverpgxv5.New(d.Pool), cfg)
+	if err != nil {
+		return nil, fmt.Errorf("river client: %w", err)
+	}
+	return c, nil
+}
+
+const updateJobTimeout = time.Minute
+
+// UpdateArgs is one Bot API update to act on. Bot and update id are the unique
+// key: Telegram re-delivers an update it got no 200 for, and that must not make
+// a second job.
+type UpdateArgs struct {
+	BotID    int64  `json:"bot_id" river:"unique"`
+	UpdateID int64  `json:"update_id" river:"unique"`
+	Update   []byte `json:"update"`
+}
+
+// Kind names the job in River's table and UI.
+func (UpdateArgs) Kind() string { return "update" }
+
+// InsertOpts puts updates on their own queue, unique by bot and update id.
+func (UpdateArgs) InsertOpts() river.InsertOpts {
+	return river.InsertOpts{Queue: QueueUpdates, UniqueOpts: river.UniqueOpts{ByArgs: true}}
+}
+
+// outcome turns a Bot API error into what River should do with the job.
+func outcome(err error) error {
+	if err == nil {
+		return nil
+	}
+	if d, ok := botapi.RetryAfter(err); ok {
+		// Snoozing does not use up an attempt: a flood of 429s never
+		// discards the job.
+		return river.JobSnooze(d)
+	}
+	if botapi.Permanent(err) {
+		return river.JobCancel(err)
+	}
+	return err
+}
+
+// errNotReady marks features whose job kinds arrive in later work.
+var errNotReady = errors.New("not ready")
+
+func username(ctx context.Context, d *Deps, b *botapi.Bot) string {
+	if v, ok := d.usernames.Load(b.ID); ok {
+		return v.(string)
+	}
+	me, err := b.Client.GetMe(ctx)
+	if err != nil || me == nil {
+		return ""
+	}
+	d.usernames.Store(b.ID, me.Username)
+	return me.Username
+}

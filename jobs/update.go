@@ -1,0 +1,134 @@
+package jobs
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/go-telegram/bot"
+	"github.com/go-telegram/bot/models"
+	"github.com/riverqueue/river"
+
+	"github.com/ferry-dev/ferry/botapi"
+)
+
+// UpdateWorker classifies one update and either answers it or hands it to the
+// job kind that does the real work.
+type UpdateWorker struct {
+	river.WorkerDefaults[UpdateArgs]
+	d *Deps
+}
+
+// Timeout bounds one attempt; replies are quick, slow work has its own jobs.
+func (w *UpdateWorker) Timeout(*river.Job[UpdateArgs]) time.Duration { return updateJobTimeout }
+
+// Kind of update, as the worker sees it.
+type Kind string
+
+// The kinds Classify tells apart.
+const (
+	KindCommand     Kind = "command"
+	KindPrivateFile Kind = "private_file"
+	KindChannelFile Kind = "channel_file"
+	KindCallback    Kind = "callback"
+	KindMembership  Kind = "membership"
+	KindOther       Kind = "other"
+)
+
+// Classify says what an update is about. Media posted in channels and groups
+// is indexed; media sent privately is a delivery request.
+func Classify(u *models.Update) Kind {
+	switch {
+	case u.CallbackQuery != nil:
+		return KindCallback
+	case u.MyChatMember != nil:
+		return KindMembership
+	case u.ChannelPost != nil && hasMedia(u.ChannelPost):
+		return KindChannelFile
+	case u.Message != nil:
+		m := u.Message
+		if strings.HasPrefix(m.Text, "/") {
+			return KindCommand
+		}
+		if hasMedia(m) {
+			if m.Chat.Type == models.ChatTypePrivate {
+				return KindPrivateFile
+			}
+			return KindChannelFile
+		}
+	}
+	return KindOther
+}
+
+func hasMedia(m *models.Message) bool {
+	return m.Document != nil || m.Video != nil || m.Audio != nil || m.Animation != nil
+}
+
+// Work runs one update.
+func (w *UpdateWorker) Work(ctx context.Context, job *river.Job[UpdateArgs]) error {
+	b, ok := w.d.Bots.ByID(job.Args.BotID)
+	if !ok {
+		// The bot was removed from the config after the update arrived.
+		return river.JobCancel(fmt.Errorf("bot %d is no longer configured", job.Args.BotID))
+	}
+	var u models.Update
+	if err := json.Unmarshal(job.Args.Update, &u); err != nil {
+		return river.JobCancel(fmt.Errorf("decode update %d: %w", job.Args.UpdateID, err))
+	}
+	log := w.d.Logger.With("bot", b.Bot, "update_id", u.ID, "job_id", job.ID)
+	kind := Classify(&u)
+	log.Debug("update", "kind", kind)
+	switch kind {
+	case KindCommand:
+		return w.command(ctx, b, u.Message)
+	case KindPrivateFile:
+		m := u.Message
+		if m.From == nil || !w.d.Config.IsAdmin(m.From.ID) {
+			return w.reply(ctx, b, m.Chat.ID, refusal)
+		}
+		return w.reply(ctx, b, m.Chat.ID, "Delivering files to the channel is not ready yet in this version of ferry.")
+	case KindChannelFile:
+		// Indexing arrives with the index job kind; channels get no noise.
+		log.Info("channel file seen; indexing not enabled in this build")
+		return nil
+	case KindCallback:
+		_, err := b.Client.AnswerCallbackQuery(ctx, &bot.AnswerCallbackQueryParams{CallbackQueryID: u.CallbackQuery.ID})
+		return outcome(err)
+	case KindMembership:
+		return w.membership(ctx, b.ID, u.MyChatMember)
+	}
+	return nil
+}
+
+// membership remembers in which chats each bot is an administrator: the index
+// uses it to know which bots see a channel's posts.
+func (w *UpdateWorker) membership(ctx context.Context, botID int64, m *models.ChatMemberUpdated) error {
+	status := string(m.NewChatMember.Type)
+	_, err := w.d.Pool.Exec(ctx, `
+		INSERT INTO bot_chats (bot_id, chat_id, chat_type, title, status, updated_at)
+		VALUES ($1, $2, $3, $4, $5, to_timestamp($6))
+		ON CONFLICT (bot_id, chat_id) DO UPDATE
+		SET chat_type = EXCLUDED.chat_type, title = EXCLUDED.title, status = EXCLUDED.status, updated_at = EXCLUDED.updated_at
+		WHERE bot_chats.updated_at <= EXCLUDED.updated_at`,
+		botID, m.Chat.ID, string(m.Chat.Type), m.Chat.Title, status, m.Date)
+	if err != nil {
+		return fmt.Errorf("record membership of bot %d in chat %d: %w", botID, m.Chat.ID, err)
+	}
+	return nil
+}
+
+// reply sends an HTML message from bot b.
+func (w *UpdateWorker) reply(ctx context.Context, b *botapi.Bot, chatID int64, html string) error {
+	_, err := b.Client.SendMessage(ctx, &bot.SendMessageParams{
+		ChatID:             chatID,
+		Text:               html,
+		ParseMode:          models.ParseModeHTML,
+		LinkPreviewOptions: &models.LinkPreviewOptions{IsDisabled: bot.True()},
+	})
+	if err != nil {
+		return outcome(fmt.Errorf("send message to chat %d: %w", chatID, botapi.Redact(err, b.Token)))
+	}
+	return nil
+}

@@ -1,0 +1,91 @@
+package webhook
+
+import (
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+
+	"github.com/go-telegram/bot/models"
+	"github.com/labstack/echo/v4"
+
+	"github.com/ferry-dev/ferry/config"
+	"github.com/ferry-dev/ferry/jobs"
+)
+
+// SecretHeader is where Telegram puts the secret_token given to setWebhook.
+const SecretHeader = "X-Telegram-Bot-Api-Secret-Token"
+
+type handler struct {
+	cfg     *config.Config
+	intake  Submitter
+	logger  *slog.Logger
+	maxBody int64
+	metrics *Metrics
+}
+
+// serve answers 200 only once the update is committed as a job; anything
+// else makes Telegram deliver it again later, so nothing is lost.
+func (h *handler) serve(c echo.Context) error {
+	code, msg := h.accept(c)
+	h.metrics.request(code)
+	if code == http.StatusOK {
+		return c.NoContent(http.StatusOK)
+	}
+	return c.String(code, msg+"\n")
+}
+
+func (h *handler) accept(c echo.Context) (int, string) {
+	botID, err := strconv.ParseInt(c.Param("bot"), 10, 64)
+	if err != nil {
+		return http.StatusNotFound, "unknown bot"
+	}
+	b, ok := h.cfg.BotByID(botID)
+	if !ok {
+		return http.StatusNotFound, "unknown bot"
+	}
+	want := h.cfg.WebhookSecretToken(b.ID)
+	got := c.Request().Header.Get(SecretHeader)
+	if subtle.ConstantTimeCompare([]byte(got), []byte(want)) != 1 {
+		return http.StatusUnauthorized, "wrong secret token"
+	}
+	body, err := io.ReadAll(io.LimitReader(c.Request().Body, h.maxBody+1))
+	if err != nil {
+		return http.StatusBadRequest, "cannot read body"
+	}
+	if int64(len(body)) > h.maxBody {
+		return http.StatusRequestEntityTooLarge, "update too large"
+	}
+	id, err := ParseUpdate(body)
+	if err != nil {
+		return http.StatusBadRequest, err.Error()
+	}
+	if err := h.intake.Submit(c.Request().Context(), jobs.Update{BotID: b.ID, UpdateID: id, Raw: body}); err != nil {
+		h.logger.Error("update not committed; Telegram will retry", "bot", b, "update_id", id, "err", err)
+		return http.StatusServiceUnavailable, "try again"
+	}
+	return http.StatusOK, ""
+}
+
+// ParseUpdate checks that body is an update our workers can decode and
+// returns its update_id. A malformed update is refused before it becomes a
+// job that could never succeed.
+func ParseUpdate(body []byte) (int64, error) {
+	var head struct {
+		UpdateID *int64 `json:"update_id"`
+	}
+	if err := json.Unmarshal(body, &head); err != nil {
+		return 0, errors.New("malformed JSON")
+	}
+	if head.UpdateID == nil || *head.UpdateID < 0 {
+		return 0, errors.New("update_id missing")
+	}
+	var u models.Update
+	if err := json.Unmarshal(body, &u); err != nil {
+		return 0, errors.New("not a Bot API update")
+	}
+	return *head.UpdateID, nil
+}
