@@ -99,11 +99,6 @@ func runServer(ctx context.Context, logger *slog.Logger, m mode) error {
 		}
 		opts.RiverUI = ui
 	}
-	if m != modeWeb {
-		if err := client.Start(runCtx); err != nil {
-			return fmt.Errorf("start workers: %w", err)
-		}
-	}
 	if intake != nil && cfg.UpdatesMode == "poll" {
 		poller := webhook.NewPoller(bots, cfg.BotAPIURL, intake, logger.With("component", "poll"), 25*time.Second)
 		goRun(func() { poller.Run(ctx) })
@@ -127,6 +122,14 @@ func runServer(ctx context.Context, logger *slog.Logger, m mode) error {
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 	logger.Info("listening", "addr", ln.Addr().String(), "startup", time.Since(start))
+	// Workers start after the listener: a machine woken by a request answers
+	// it without waiting for River's start-up.
+	if m != modeWeb {
+		if err := client.Start(runCtx); err != nil {
+			_ = srv.Close()
+			return fmt.Errorf("start workers: %w", err)
+		}
+	}
 
 	select {
 	case <-ctx.Done():
@@ -153,23 +156,14 @@ func runServer(ctx context.Context, logger *slog.Logger, m mode) error {
 
 func (m mode) String() string { return [...]string{"serve", "web", "worker"}[m] }
 
-// readiness caches a success for a second: /readyz may be polled often.
+// readiness checks the database answers. The schema was made current by
+// db.Migrate before the listener opened, and a newer deploy only adds to it,
+// so the full migration check need not run on every probe.
 func readiness(pool *pgxpool.Pool) func(context.Context) error {
-	var mu sync.Mutex
-	var okUntil time.Time
 	return func(ctx context.Context) error {
-		mu.Lock()
-		defer mu.Unlock()
-		if time.Now().Before(okUntil) {
-			return nil
-		}
 		if err := pool.Ping(ctx); err != nil {
 			return fmt.Errorf("database: %w", err)
 		}
-		if err := db.Current(ctx, pool); err != nil {
-			return err
-		}
-		okUntil = time.Now().Add(time.Second)
 		return nil
 	}
 }

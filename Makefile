@@ -1,0 +1,38 @@
+# ferry — the two commands: `make run` runs the service, `make test` runs the tests.
+SHELL := /bin/bash
+GO ?= go
+TEST_TIMEOUT ?= 15m
+
+.PHONY: run test build vet bench soak fuzz clean
+
+run:
+	@scripts/run.sh
+
+build:
+	$(GO) build -o bin/ferry ./cmd/ferry
+
+vet:
+	$(GO) vet ./...
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
+
+# Tests need PostgreSQL (started or installed by scripts/ensure-postgres.sh)
+# and build the versitygw S3 server themselves; a missing service fails them.
+test: vet
+	@url=$$(scripts/ensure-postgres.sh) && \
+	TEST_DATABASE_URL=$$url $(GO) test -count=1 -timeout $(TEST_TIMEOUT) -p 2 ./...
+
+# Benchmarks: figures are reported as ratios measured in one run.
+bench:
+	@url=$$(scripts/ensure-postgres.sh) && \
+	TEST_DATABASE_URL=$$url $(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./webhook/... ./jobs/... && \
+	TEST_DATABASE_URL=$$url FERRY_BENCH=1 $(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./mtproto/... ./index/...
+
+soak:
+	@url=$$(scripts/ensure-postgres.sh) && \
+	TEST_DATABASE_URL=$$url FERRY_LONG=1 $(GO) test -count=1 -timeout 90m ./...
+
+fuzz:
+	$(GO) test -run '^$$' -fuzz FuzzParseUpdate -fuzztime 60s ./webhook/
+
+clean:
+	rm -rf bin

@@ -1,0 +1,164 @@
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// binary is the ferry binary built once for this test process.
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "ferry-bin")
+	if err != nil {
+		panic(err)
+	}
+	binary = filepath.Join(dir, "ferry")
+	out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "build ferry: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// proc is a running ferry process.
+type proc struct {
+	cmd  *exec.Cmd
+	port int
+	mu   sync.Mutex
+	log  strings.Builder
+	done chan struct{}
+}
+
+func freePort(tb testing.TB) int {
+	tb.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// start runs `ferry <args>` with env (and nothing of the caller's FERRY-
+// relevant environment) in a temp dir, and stops it at test end.
+func start(tb testing.TB, env map[string]string, args ...string) *proc {
+	tb.Helper()
+	p := &proc{port: freePort(tb), done: make(chan struct{})}
+	p.cmd = exec.Command(binary, args...)
+	p.cmd.Dir = tb.TempDir()
+	p.cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME"), fmt.Sprintf("PORT=%d", p.port)}
+	for k, v := range env {
+		p.cmd.Env = append(p.cmd.Env, k+"="+v)
+	}
+	stderr, _ := p.cmd.StderrPipe()
+	p.cmd.Stdout = io.Discard
+	if err := p.cmd.Start(); err != nil {
+		tb.Fatal(err)
+	}
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		for sc.Scan() {
+			p.mu.Lock()
+			p.log.WriteString(sc.Text() + "\n")
+			p.mu.Unlock()
+		}
+		_ = p.cmd.Wait()
+		close(p.done)
+	}()
+	tb.Cleanup(func() {
+		p.stop()
+		if tb.Failed() {
+			tb.Logf("ferry %v log:\n%s", args, p.logs())
+		}
+	})
+	return p
+}
+
+func (p *proc) logs() string { p.mu.Lock(); defer p.mu.Unlock(); return p.log.String() }
+
+func (p *proc) url(path string) string { return fmt.Sprintf("http://127.0.0.1:%d%s", p.port, path) }
+
+// waitReady polls /readyz until 200 and returns how long it took from start.
+func (p *proc) waitReady(tb testing.TB, started time.Time) time.Duration {
+	tb.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case <-p.done:
+			tb.Fatalf("ferry exited before ready:\n%s", p.logs())
+		default:
+		}
+		res, err := http.Get(p.url("/readyz"))
+		if err == nil {
+			res.Body.Close()
+			if res.StatusCode == 200 {
+				return time.Since(started)
+			}
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	tb.Fatalf("ferry not ready after 30s:\n%s", p.logs())
+	return 0
+}
+
+func (p *proc) stop() {
+	select {
+	case <-p.done:
+		return
+	default:
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(20 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-p.done
+	}
+}
+
+func (p *proc) kill() {
+	_ = p.cmd.Process.Kill()
+	<-p.done
+}
+
+func TestMissingSettingsAreNamed(t *testing.T) {
+	cmd := exec.Command(binary, "serve")
+	cmd.Dir = t.TempDir()
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
+	out, err := cmd.CombinedOutput()
+	if err == nil {
+		t.Fatal("serve started with no configuration")
+	}
+	for _, name := range []string{"BOT_TOKENS", "DATABASE_URL", "WEBHOOK_SECRET"} {
+		if !strings.Contains(string(out), name) {
+			t.Fatalf("error does not name %s: %s", name, out)
+		}
+	}
+}
+
+func TestMalformedTokenStopsStartWithoutLeakingIt(t *testing.T) {
+	cmd := exec.Command(binary, "serve")
+	cmd.Dir = t.TempDir()
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "BOT_TOKENS=12:short-SECRETISH", "DATABASE_URL=postgres://x@127.0.0.1:1/x", "WEBHOOK_SECRET=s"}
+	out, err := cmd.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "malformed") || strings.Contains(string(out), "SECRETISH") {
+		t.Fatalf("err %v, output %s", err, out)
+	}
+}
+

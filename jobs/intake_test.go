@@ -1,0 +1,162 @@
+package jobs_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/ferry-dev/ferry/botapi"
+	"github.com/ferry-dev/ferry/config"
+	"github.com/ferry-dev/ferry/db/dbtest"
+	"github.com/ferry-dev/ferry/jobs"
+)
+
+func testDeps(t *testing.T, pool *pgxpool.Pool, apiURL string, env map[string]string) *jobs.Deps {
+	t.Helper()
+	if env == nil {
+		env = map[string]string{}
+	}
+	if env["BOT_TOKENS"] == "" {
+		env["BOT_TOKENS"] = fmt.Sprintf("%d:AAH%s", 111, strings.Repeat("q", 32))
+	}
+	cfg, err := config.FromMap(env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logger := slog.New(slog.DiscardHandler)
+	bots, err := botapi.New(cfg.Bots, apiURL, nil, logger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &jobs.Deps{Pool: pool, Config: cfg, Bots: bots, Logger: logger}
+}
+
+func startIntake(t *testing.T, pool *pgxpool.Pool) *jobs.Intake {
+	t.Helper()
+	d := testDeps(t, pool, "http://127.0.0.1:1", nil)
+	client, err := jobs.NewClient(d, jobs.ClientOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := jobs.NewIntake(pool, client, d.Logger)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { in.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return in
+}
+
+func raw(id int64) []byte { return []byte(fmt.Sprintf(`{"update_id":%d}`, id)) }
+
+func count(t *testing.T, pool *pgxpool.Pool, q string, args ...any) int {
+	t.Helper()
+	var n int
+	if err := pool.QueryRow(context.Background(), q, args...).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func TestIntakeRedeliveryMakesOneJob(t *testing.T) {
+	pool := dbtest.New(t)
+	in := startIntake(t, pool)
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	errs := make(chan error, 10)
+	// Five concurrent deliveries (one batch) and five later ones (new batches).
+	for round := 0; round < 2; round++ {
+		for i := 0; i < 5; i++ {
+			wg.Add(1)
+			go func() { defer wg.Done(); errs <- in.Submit(ctx, jobs.Update{BotID: 111, UpdateID: 9, Raw: raw(9)}) }()
+		}
+		wg.Wait()
+	}
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := count(t, pool, `SELECT count(*) FROM river_job WHERE kind = 'update'`); n != 1 {
+		t.Fatalf("%d jobs for one update", n)
+	}
+	if n := count(t, pool, `SELECT count(*) FROM received_updates`); n != 1 {
+		t.Fatalf("%d received rows", n)
+	}
+	// The same update_id from another bot is another update.
+	if err := in.Submit(ctx, jobs.Update{BotID: 222, UpdateID: 9, Raw: raw(9)}); err != nil {
+		t.Fatal(err)
+	}
+	if n := count(t, pool, `SELECT count(*) FROM river_job WHERE args->>'bot_id' = '222'`); n != 1 {
+		t.Fatalf("%d jobs for bot 222", n)
+	}
+}
+
+func TestIntakeCommitsEveryUpdateOfABurst(t *testing.T) {
+	pool := dbtest.New(t)
+	in := startIntake(t, pool)
+	const n = 2000
+	var wg sync.WaitGroup
+	var failed sync.Map
+	for i := 1; i <= n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := in.Submit(context.Background(), jobs.Update{BotID: 111, UpdateID: int64(i), Raw: raw(int64(i))}); err != nil {
+				failed.Store(i, err)
+			}
+		}()
+	}
+	wg.Wait()
+	failed.Range(func(k, v any) bool { t.Fatalf("update %v: %v", k, v); return false })
+	if got := count(t, pool, `SELECT count(DISTINCT (args->>'update_id')::bigint) FROM river_job WHERE kind = 'update'`); got != n {
+		t.Fatalf("%d jobs committed, want %d", got, n)
+	}
+	// The raw update is kept byte for byte.
+	var args string
+	if err := pool.QueryRow(context.Background(), `SELECT convert_from(decode(args->>'update', 'base64'), 'UTF8') FROM river_job WHERE (args->>'update_id')::bigint = 77`).Scan(&args); err != nil {
+		t.Fatal(err)
+	}
+	if args != string(raw(77)) {
+		t.Fatalf("stored update %q", args)
+	}
+}
+
+func TestIntakeReportsDatabaseFailure(t *testing.T) {
+	pool := dbtest.New(t)
+	in := startIntake(t, pool)
+	ctx := context.Background()
+	if err := in.Submit(ctx, jobs.Update{BotID: 111, UpdateID: 1, Raw: raw(1)}); err != nil {
+		t.Fatal(err)
+	}
+	// Take the table away: the commit must fail and say so, not answer 200.
+	if _, err := pool.Exec(ctx, `ALTER TABLE received_updates RENAME TO received_updates_gone`); err != nil {
+		t.Fatal(err)
+	}
+	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	err := in.Submit(sctx, jobs.Update{BotID: 111, UpdateID: 2, Raw: raw(2)})
+	if err == nil || errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("submit with a broken database: %v", err)
+	}
+	if n := count(t, pool, `SELECT count(*) FROM river_job`); n != 1 {
+		t.Fatalf("%d jobs after a failed commit", n)
+	}
+	// Once the database is back, the re-delivery lands.
+	if _, err := pool.Exec(ctx, `ALTER TABLE received_updates_gone RENAME TO received_updates`); err != nil {
+		t.Fatal(err)
+	}
+	if err := in.Submit(ctx, jobs.Update{BotID: 111, UpdateID: 2, Raw: raw(2)}); err != nil {
+		t.Fatal(err)
+	}
+	if n := count(t, pool, `SELECT count(*) FROM river_job`); n != 2 {
+		t.Fatalf("%d jobs after recovery", n)
+	}
+}
