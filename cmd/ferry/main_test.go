@@ -2,6 +2,8 @@ package main
 
 import (
 	"bufio"
+	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"net"
@@ -162,3 +164,8 @@ func TestMalformedTokenStopsStartWithoutLeakingIt(t *testing.T) {
 	}
 }
 
+
+// runCLI runs the CLI in-process (for commands that exit quickly).
+func runCLI(out *bytes.Buffer, args ...string) error {
+	return run(context.Background(), args, out, io.Discard)
+}
