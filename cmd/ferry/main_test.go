@@ -164,7 +164,6 @@ func TestMalformedTokenStopsStartWithoutLeakingIt(t *testing.T) {
 	}
 }
 
-
 // runCLI runs the CLI in-process (for commands that exit quickly).
 func runCLI(out *bytes.Buffer, args ...string) error {
 	return run(context.Background(), args, out, io.Discard)
