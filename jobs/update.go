@@ -3,13 +3,17 @@ package jobs
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/go-telegram/bot"
 	"github.com/go-telegram/bot/models"
+	"github.com/jackc/pgx/v5"
 	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/rivertype"
 
 	"github.com/ferry-dev/ferry/botapi"
 )
@@ -94,8 +98,7 @@ func (w *UpdateWorker) Work(ctx context.Context, job *river.Job[UpdateArgs]) err
 		log.Info("channel file seen; indexing not enabled in this build")
 		return nil
 	case KindCallback:
-		_, err := b.Client.AnswerCallbackQuery(ctx, &bot.AnswerCallbackQueryParams{CallbackQueryID: u.CallbackQuery.ID})
-		return outcome(err)
+		return w.callback(ctx, b, u.CallbackQuery)
 	case KindMembership:
 		return w.membership(ctx, b.ID, u.MyChatMember)
 	}
@@ -131,4 +134,27 @@ func (w *UpdateWorker) reply(ctx context.Context, b *botapi.Bot, chatID int64, h
 		return outcome(fmt.Errorf("send message to chat %d: %w", chatID, botapi.Redact(err, b.Token)))
 	}
 	return nil
+}
+
+// callback answers an inline button. "cancel:<job id>" cancels a running
+// upload; River cancels the job's context, and its worker cleans up.
+func (w *UpdateWorker) callback(ctx context.Context, b *botapi.Bot, q *models.CallbackQuery) error {
+	answer := ""
+	if idText, ok := strings.CutPrefix(q.Data, "cancel:"); ok {
+		switch id, err := strconv.ParseInt(idText, 10, 64); {
+		case err != nil:
+			answer = "Unknown button."
+		case !w.d.Config.IsAdmin(q.From.ID):
+			answer = refusal
+		default:
+			answer = fmt.Sprintf("Cancelling job #%d…", id)
+			if _, err := river.ClientFromContext[pgx.Tx](ctx).JobCancel(ctx, id); errors.Is(err, rivertype.ErrNotFound) {
+				answer = fmt.Sprintf("No job #%d.", id)
+			} else if err != nil {
+				return fmt.Errorf("cancel job %d: %w", id, err)
+			}
+		}
+	}
+	_, err := b.Client.AnswerCallbackQuery(ctx, &bot.AnswerCallbackQueryParams{CallbackQueryID: q.ID, Text: answer})
+	return outcome(err)
 }

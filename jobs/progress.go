@@ -1,0 +1,176 @@
+package jobs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"html"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/go-telegram/bot"
+	"github.com/go-telegram/bot/models"
+
+	"github.com/ferry-dev/ferry/botapi"
+)
+
+// ProgressView is what a progress message shows.
+type ProgressView struct {
+	Verb    string // "Uploading", "Downloading"
+	Name    string
+	Acked   int64
+	Total   int64
+	Speed   float64 // bytes/s
+	ETA     time.Duration
+	Elapsed time.Duration
+}
+
+// FormatProgress renders a progress message in Telegram HTML.
+func FormatProgress(v ProgressView) string {
+	pct := 0.0
+	if v.Total > 0 {
+		pct = float64(v.Acked) * 100 / float64(v.Total)
+	}
+	const width = 16
+	filled := int(pct / 100 * width)
+	filled = min(max(filled, 0), width)
+	eta := "—"
+	if v.ETA > 0 {
+		eta = roundDur(v.ETA)
+	}
+	return fmt.Sprintf("<b>%s</b> %s\n<code>[%s%s]</code> %.1f%%\n%s of %s\nSpeed: %s/s · ETA: %s · Elapsed: %s",
+		html.EscapeString(v.Verb), html.EscapeString(v.Name),
+		strings.Repeat("█", filled), strings.Repeat("░", width-filled), pct,
+		HumanBytes(v.Acked), HumanBytes(v.Total), HumanBytes(int64(v.Speed)), eta, roundDur(v.Elapsed))
+}
+
+// HumanBytes formats a size with binary multiples and the short unit names
+// Telegram users know ("1.65 GB" for 1774606367 bytes).
+func HumanBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit && exp < 4; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.2f %cB", float64(n)/float64(div), "KMGTP"[exp])
+}
+
+func roundDur(d time.Duration) string { return d.Round(time.Second).String() }
+
+// ProgressMessage keeps one status message up to date without exceeding the
+// rate Telegram accepts: Set only records the newest text (it never blocks the
+// upload), and Run edits the message at most once per interval, waiting out
+// any 429's retry_after.
+type ProgressMessage struct {
+	bot       *botapi.Bot
+	chatID    int64
+	messageID int
+	markup    models.ReplyMarkup
+	interval  time.Duration
+
+	mu     sync.Mutex
+	latest string
+	wake   chan struct{}
+	edits  int
+}
+
+// NewProgressMessage edits message messageID in chatID; markup (e.g. a
+// Cancel button) is kept on every edit. Telegram allows roughly one edit per
+// second per chat; interval should be ≥ that.
+func NewProgressMessage(b *botapi.Bot, chatID int64, messageID int, markup models.ReplyMarkup, interval time.Duration) *ProgressMessage {
+	return &ProgressMessage{bot: b, chatID: chatID, messageID: messageID, markup: markup, interval: interval, wake: make(chan struct{}, 1)}
+}
+
+// Set records the text to show next.
+func (p *ProgressMessage) Set(text string) {
+	p.mu.Lock()
+	p.latest = text
+	p.mu.Unlock()
+	select {
+	case p.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Edits reports how many edits were sent (for tests and logs).
+func (p *ProgressMessage) Edits() int { p.mu.Lock(); defer p.mu.Unlock(); return p.edits }
+
+// Run edits the message until ctx is done.
+func (p *ProgressMessage) Run(ctx context.Context) {
+	var shown string
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-p.wake:
+		}
+		p.mu.Lock()
+		text := p.latest
+		p.mu.Unlock()
+		if text == shown {
+			continue
+		}
+		wait := p.interval
+		if err := p.edit(ctx, text, p.markup); err != nil {
+			if d, ok := botapi.RetryAfter(err); ok {
+				wait = d
+			}
+			// Other errors: progress is best effort; the final edit retries.
+		} else {
+			shown = text
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+	}
+}
+
+// Finish shows the final text (with markup, e.g. a link button), retrying on
+// 429 and 5xx until ctx ends: the result must reach the admin.
+func (p *ProgressMessage) Finish(ctx context.Context, text string, markup models.ReplyMarkup) error {
+	for {
+		err := p.edit(ctx, text, markup)
+		if err == nil || botapi.Permanent(err) {
+			return err
+		}
+		wait := 2 * time.Second
+		if d, ok := botapi.RetryAfter(err); ok {
+			wait = d
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("final progress edit: %w", errors.Join(err, ctx.Err()))
+		case <-time.After(wait):
+		}
+	}
+}
+
+func (p *ProgressMessage) edit(ctx context.Context, text string, markup models.ReplyMarkup) error {
+	_, err := p.bot.Client.EditMessageText(ctx, &bot.EditMessageTextParams{
+		ChatID: p.chatID, MessageID: p.messageID, Text: text, ParseMode: models.ParseModeHTML, ReplyMarkup: markup,
+	})
+	p.mu.Lock()
+	p.edits++
+	p.mu.Unlock()
+	if err != nil && strings.Contains(err.Error(), "message is not modified") {
+		return nil
+	}
+	if err != nil {
+		return botapi.Redact(err, p.bot.Token)
+	}
+	return nil
+}
+
+// CancelButton is the inline keyboard of a running job's status message.
+func CancelButton(jobID int64) models.ReplyMarkup {
+	return &models.InlineKeyboardMarkup{InlineKeyboard: [][]models.InlineKeyboardButton{{
+		{Text: "Cancel", CallbackData: fmt.Sprintf("cancel:%d", jobID)},
+	}}}
+}
