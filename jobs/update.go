@@ -88,11 +88,7 @@ func (w *UpdateWorker) Work(ctx context.Context, job *river.Job[UpdateArgs]) err
 	case KindCommand:
 		return w.command(ctx, b, u.Message)
 	case KindPrivateFile:
-		m := u.Message
-		if m.From == nil || !w.d.Config.IsAdmin(m.From.ID) {
-			return w.reply(ctx, b, m.Chat.ID, refusal)
-		}
-		return w.reply(ctx, b, m.Chat.ID, "Delivering files to the channel is not ready yet in this version of ferry.")
+		return w.deliverPrivateFile(ctx, b, u.Message)
 	case KindChannelFile:
 		// Indexing arrives with the index job kind; channels get no noise.
 		log.Info("channel file seen; indexing not enabled in this build")

@@ -1,0 +1,144 @@
+package jobs_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-telegram/bot/models"
+	"github.com/jackc/pgx/v5"
+	"github.com/riverqueue/river"
+
+	"github.com/ferry-dev/ferry/db/dbtest"
+	"github.com/ferry-dev/ferry/jobs"
+	"github.com/ferry-dev/ferry/telegramtest"
+)
+
+const (
+	workerToken = "111:AAHqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqq"
+	admin       = 4242
+	stranger    = 5151
+	channel     = -1001234567890
+)
+
+type harness struct {
+	tg     *telegramtest.Server
+	client *river.Client[pgx.Tx]
+}
+
+// startWorkers runs real River workers on a fresh database against the Bot
+// API stand-in.
+func startWorkers(t *testing.T) *harness {
+	t.Helper()
+	tg := telegramtest.NewServer(t)
+	tg.AddBot(workerToken)
+	pool := dbtest.New(t)
+	d := testDeps(t, pool, tg.URL(), map[string]string{"ADMIN_IDS": fmt.Sprint(admin), "CHANNEL_ID": fmt.Sprint(channel)})
+	client, err := jobs.NewClient(d, jobs.ClientOptions{Work: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	if err := client.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer scancel()
+		_ = client.Stop(sctx)
+		cancel()
+	})
+	return &harness{tg: tg, client: client}
+}
+
+func (h *harness) deliver(t *testing.T, u models.Update) {
+	t.Helper()
+	raw, err := json.Marshal(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.client.Insert(context.Background(), jobs.UpdateArgs{BotID: 111, UpdateID: u.ID, Update: raw}, nil); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (h *harness) wait(t *testing.T, method string, n int) []telegramtest.Call {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	calls, err := h.tg.WaitCalls(ctx, method, n)
+	if err != nil {
+		t.Fatalf("waiting for %d %s: %v (calls: %+v)", n, method, err, h.tg.Calls())
+	}
+	return calls
+}
+
+func TestPrivateFileIsCopiedToChannel(t *testing.T) {
+	h := startWorkers(t)
+	h.tg.SetChat(models.Chat{ID: channel, Type: models.ChatTypeChannel, Title: "Files"})
+	h.tg.SetChatAdmins(channel, 111)
+	msg := models.Message{
+		ID: 10, Date: int(time.Now().Unix()),
+		Chat: models.Chat{ID: admin, Type: models.ChatTypePrivate},
+		From: &models.User{ID: admin, FirstName: "A"},
+		Document: &models.Document{FileID: "BQACAgQAAx0", FileUniqueID: "AgADxx", FileName: "movie.mkv", MimeType: "video/x-matroska", FileSize: 1774606367},
+	}
+	h.tg.StoreMessage(workerToken, msg)
+	h.deliver(t, models.Update{ID: 1, Message: &msg})
+
+	copies := h.wait(t, "copyMessage", 1)
+	if copies[0].Params["chat_id"] != fmt.Sprint(channel) || copies[0].Params["from_chat_id"] != fmt.Sprint(admin) || copies[0].Params["message_id"] != "10" || !copies[0].OK {
+		t.Fatalf("copyMessage %+v", copies[0])
+	}
+	var posted struct {
+		MessageID int `json:"message_id"`
+	}
+	_ = json.Unmarshal(copies[0].Result, &posted)
+	replies := h.wait(t, "sendMessage", 1)
+	want := fmt.Sprintf("https://t.me/c/1234567890/%d", posted.MessageID)
+	if replies[0].Params["chat_id"] != fmt.Sprint(admin) || !strings.Contains(replies[0].Params["reply_markup"], want) {
+		t.Fatalf("reply %+v, want link %s", replies[0].Params, want)
+	}
+
+	// A stranger's file is refused and nothing is posted.
+	other := msg
+	other.ID, other.Chat.ID, other.From = 11, stranger, &models.User{ID: stranger, FirstName: "S"}
+	h.deliver(t, models.Update{ID: 2, Message: &other})
+	r := h.wait(t, "sendMessage", 2)[1]
+	if r.Params["chat_id"] != fmt.Sprint(stranger) || !strings.Contains(r.Params["text"], "for the admins") {
+		t.Fatalf("stranger reply %+v", r.Params)
+	}
+	if n := len(h.tg.CallsTo("copyMessage")); n != 1 {
+		t.Fatalf("%d copies", n)
+	}
+}
+
+func TestCancelButtonCancelsJob(t *testing.T) {
+	h := startWorkers(t)
+	// A job that will not run for an hour stands in for a running upload.
+	res, err := h.client.Insert(context.Background(), jobs.UpdateArgs{BotID: 111, UpdateID: 999, Update: []byte(`{"update_id":999}`)},
+		&river.InsertOpts{ScheduledAt: time.Now().Add(time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	press := func(updateID int64, from int64) {
+		h.deliver(t, models.Update{ID: updateID, CallbackQuery: &models.CallbackQuery{
+			ID: fmt.Sprint(updateID), From: models.User{ID: from}, Data: fmt.Sprintf("cancel:%d", res.Job.ID),
+		}})
+	}
+	press(1, stranger)
+	if a := h.wait(t, "answerCallbackQuery", 1)[0]; !strings.Contains(a.Params["text"], "for the admins") {
+		t.Fatalf("stranger answer %+v", a.Params)
+	}
+	press(2, admin)
+	if a := h.wait(t, "answerCallbackQuery", 2)[1]; !strings.Contains(a.Params["text"], "Cancelling") {
+		t.Fatalf("admin answer %+v", a.Params)
+	}
+	job, err := h.client.JobGet(context.Background(), res.Job.ID)
+	if err != nil || job.State != "cancelled" {
+		t.Fatalf("job %+v %v", job, err)
+	}
+}
