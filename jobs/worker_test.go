@@ -82,8 +82,8 @@ func TestPrivateFileIsCopiedToChannel(t *testing.T) {
 	h.tg.SetChatAdmins(channel, 111)
 	msg := models.Message{
 		ID: 10, Date: int(time.Now().Unix()),
-		Chat: models.Chat{ID: admin, Type: models.ChatTypePrivate},
-		From: &models.User{ID: admin, FirstName: "A"},
+		Chat:     models.Chat{ID: admin, Type: models.ChatTypePrivate},
+		From:     &models.User{ID: admin, FirstName: "A"},
 		Document: &models.Document{FileID: "BQACAgQAAx0", FileUniqueID: "AgADxx", FileName: "movie.mkv", MimeType: "video/x-matroska", FileSize: 1774606367},
 	}
 	h.tg.StoreMessage(workerToken, msg)
