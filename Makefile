@@ -18,6 +18,7 @@ vet:
 # Tests need PostgreSQL (started or installed by scripts/ensure-postgres.sh)
 # and build the versitygw S3 server themselves; a missing service fails them.
 test: vet
+	@$(GO) tool -n versitygw >/dev/null || { echo "make test: cannot build the versitygw S3 server (go tool versitygw)"; exit 1; }
 	@url=$$(scripts/ensure-postgres.sh) && \
 	TEST_DATABASE_URL=$$url $(GO) test -count=1 -timeout $(TEST_TIMEOUT) -p 2 ./...
 

@@ -71,7 +71,10 @@ func (w *UpdateWorker) command(ctx context.Context, b *botapi.Bot, m *models.Mes
 		return w.reply(ctx, b, chat, refusal)
 	}
 	text, err := w.run(ctx, cmd.Name, args)
-	if err != nil {
+	if cmd.Name == "get" && err == nil {
+		text, err = w.get(ctx, chat, args)
+	}
+	if err != nil || text == "" {
 		return err
 	}
 	return w.reply(ctx, b, chat, text)
@@ -105,7 +108,11 @@ func (w *UpdateWorker) run(ctx context.Context, name, args string) (string, erro
 			fmt.Fprintf(&sb, "b_%d: %d\n", b.Slot, b.ID)
 		}
 		return sb.String(), nil
-	case "upload", "find", "get":
+	case "find":
+		return w.find(ctx, args)
+	case "get":
+		return "", nil // needs the chat: handled by command
+	case "upload":
 		return fmt.Sprintf("/%s is not ready yet in this version of ferry.", name), nil
 	}
 	return "", fmt.Errorf("command %s: %w", name, errNotReady)

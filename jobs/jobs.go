@@ -19,6 +19,7 @@ import (
 
 	"github.com/ferry-dev/ferry/botapi"
 	"github.com/ferry-dev/ferry/config"
+	"github.com/ferry-dev/ferry/index"
 )
 
 // Queue names. Updates have their own queue so that /pause, which stops the
@@ -39,6 +40,10 @@ type Deps struct {
 	Config *config.Config
 	Bots   *botapi.Bots
 	Logger *slog.Logger
+	// Index is the channel file index; nil disables indexing, /find, /get.
+	Index *index.Indexer
+	// R2Enabled queues R2 writes for new file_ids (R2 is configured).
+	R2Enabled bool
 
 	usernames sync.Map // bot id → username, from getMe, for /cmd@name
 }
@@ -58,6 +63,9 @@ type ClientOptions struct {
 func NewClient(d *Deps, opts ClientOptions) (*river.Client[pgx.Tx], error) {
 	workers := river.NewWorkers()
 	river.AddWorker(workers, &UpdateWorker{d: d})
+	river.AddWorker(workers, &IndexReplyWorker{d: d})
+	river.AddWorker(workers, &R2SyncWorker{d: d})
+	river.AddWorker(workers, &R2SweepWorker{d: d})
 	cfg := &river.Config{
 		Logger:               d.Logger.With("component", "river"),
 		Workers:              workers,
@@ -67,6 +75,10 @@ func NewClient(d *Deps, opts ClientOptions) (*river.Client[pgx.Tx], error) {
 	}
 	if cfg.RescueStuckJobsAfter == 0 {
 		cfg.RescueStuckJobsAfter = 2 * updateJobTimeout
+	}
+	if opts.Work && d.R2Enabled {
+		cfg.PeriodicJobs = append(cfg.PeriodicJobs, river.NewPeriodicJob(river.PeriodicInterval(time.Minute),
+			func() (river.JobArgs, *river.InsertOpts) { return R2SweepArgs{}, nil }, nil))
 	}
 	if opts.Work {
 		cfg.Queues = map[string]river.QueueConfig{

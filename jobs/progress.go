@@ -13,6 +13,7 @@ import (
 	"github.com/go-telegram/bot/models"
 
 	"github.com/ferry-dev/ferry/botapi"
+	"github.com/ferry-dev/ferry/index"
 )
 
 // ProgressView is what a progress message shows.
@@ -42,22 +43,7 @@ func FormatProgress(v ProgressView) string {
 	return fmt.Sprintf("<b>%s</b> %s\n<code>[%s%s]</code> %.1f%%\n%s of %s\nSpeed: %s/s · ETA: %s · Elapsed: %s",
 		html.EscapeString(v.Verb), html.EscapeString(v.Name),
 		strings.Repeat("█", filled), strings.Repeat("░", width-filled), pct,
-		HumanBytes(v.Acked), HumanBytes(v.Total), HumanBytes(int64(v.Speed)), eta, roundDur(v.Elapsed))
-}
-
-// HumanBytes formats a size with binary multiples and the short unit names
-// Telegram users know ("1.65 GB" for 1774606367 bytes).
-func HumanBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit && exp < 4; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.2f %cB", float64(n)/float64(div), "KMGTP"[exp])
+		index.HumanSize(v.Acked), index.HumanSize(v.Total), index.HumanSize(int64(v.Speed)), eta, roundDur(v.Elapsed))
 }
 
 func roundDur(d time.Duration) string { return d.Round(time.Second).String() }

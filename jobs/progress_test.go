@@ -12,14 +12,6 @@ import (
 	"github.com/ferry-dev/ferry/telegramtest"
 )
 
-func TestHumanBytes(t *testing.T) {
-	for n, want := range map[int64]string{0: "0 B", 1023: "1023 B", 1024: "1.00 KB", 1774606367: "1.65 GB", 2000 << 20: "1.95 GB", 512 << 10: "512.00 KB"} {
-		if got := jobs.HumanBytes(n); got != want {
-			t.Errorf("HumanBytes(%d) = %q, want %q", n, got, want)
-		}
-	}
-}
-
 func TestFormatProgress(t *testing.T) {
 	got := jobs.FormatProgress(jobs.ProgressView{Verb: "Uploading", Name: "a<b>.mp4", Acked: 1 << 30, Total: 4 << 30, Speed: 20 << 20, ETA: 150 * time.Second, Elapsed: 51 * time.Second})
 	for _, want := range []string{"a&lt;b&gt;.mp4", "[████░░░░░░░░░░░░]", "25.0%", "1.00 GB of 4.00 GB", "20.00 MB/s", "ETA: 2m30s", "Elapsed: 51s"} {

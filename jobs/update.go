@@ -90,9 +90,10 @@ func (w *UpdateWorker) Work(ctx context.Context, job *river.Job[UpdateArgs]) err
 	case KindPrivateFile:
 		return w.deliverPrivateFile(ctx, b, u.Message)
 	case KindChannelFile:
-		// Indexing arrives with the index job kind; channels get no noise.
-		log.Info("channel file seen; indexing not enabled in this build")
-		return nil
+		if u.ChannelPost != nil {
+			return w.indexPost(ctx, b, u.ChannelPost)
+		}
+		return w.indexPost(ctx, b, u.Message)
 	case KindCallback:
 		return w.callback(ctx, b, u.CallbackQuery)
 	case KindMembership:

@@ -13,12 +13,14 @@ import (
 	"github.com/riverqueue/river"
 
 	"github.com/ferry-dev/ferry/db/dbtest"
+	"github.com/ferry-dev/ferry/index"
 	"github.com/ferry-dev/ferry/jobs"
 	"github.com/ferry-dev/ferry/telegramtest"
 )
 
 const (
 	workerToken = "111:AAHqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqq"
+	otherToken  = "222:AAHwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwww"
 	admin       = 4242
 	stranger    = 5151
 	channel     = -1001234567890
@@ -35,8 +37,15 @@ func startWorkers(t *testing.T) *harness {
 	t.Helper()
 	tg := telegramtest.NewServer(t)
 	tg.AddBot(workerToken)
+	tg.AddBot(otherToken)
 	pool := dbtest.New(t)
-	d := testDeps(t, pool, tg.URL(), map[string]string{"ADMIN_IDS": fmt.Sprint(admin), "CHANNEL_ID": fmt.Sprint(channel)})
+	d := testDeps(t, pool, tg.URL(), map[string]string{"ADMIN_IDS": fmt.Sprint(admin), "CHANNEL_ID": fmt.Sprint(channel),
+		"BOT_TOKENS": workerToken + "," + otherToken})
+	ix, err := index.New(index.Options{Pool: pool, Logger: d.Logger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.Index = ix
 	client, err := jobs.NewClient(d, jobs.ClientOptions{Work: true})
 	if err != nil {
 		t.Fatal(err)
@@ -56,11 +65,16 @@ func startWorkers(t *testing.T) *harness {
 
 func (h *harness) deliver(t *testing.T, u models.Update) {
 	t.Helper()
+	h.deliverTo(t, 111, u)
+}
+
+func (h *harness) deliverTo(t *testing.T, botID int64, u models.Update) {
+	t.Helper()
 	raw, err := json.Marshal(u)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := h.client.Insert(context.Background(), jobs.UpdateArgs{BotID: 111, UpdateID: u.ID, Update: raw}, nil); err != nil {
+	if _, err := h.client.Insert(context.Background(), jobs.UpdateArgs{BotID: botID, UpdateID: u.ID, Update: raw}, nil); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -140,5 +154,54 @@ func TestCancelButtonCancelsJob(t *testing.T) {
 	job, err := h.client.JobGet(context.Background(), res.Job.ID)
 	if err != nil || job.State != "cancelled" {
 		t.Fatalf("job %+v %v", job, err)
+	}
+}
+
+func command(id int64, from int64, text string) models.Update {
+	return models.Update{ID: id, Message: &models.Message{ID: int(id), Date: int(time.Now().Unix()),
+		Chat: models.Chat{ID: from, Type: models.ChatTypePrivate}, From: &models.User{ID: from, FirstName: "A"}, Text: text}}
+}
+
+// TestFindAndGetWithFailover: two bots index one channel post; /find lists
+// it; /get is sent by one bot, and when that bot is refused, by the other
+// with its own file_id.
+func TestFindAndGetWithFailover(t *testing.T) {
+	h := startWorkers(t)
+	spec := telegramtest.FileSpec{Kind: telegramtest.KindDocument, Name: "Big Buck Bunny.mkv", MimeType: "video/x-matroska", Size: 734003200, UniqueKey: "bbb"}
+	refs := map[string]telegramtest.FileRef{workerToken: h.tg.AddFile(workerToken, spec), otherToken: h.tg.AddFile(otherToken, spec)}
+	for i, tok := range []string{workerToken, otherToken} {
+		botID := int64(111)
+		if tok == otherToken {
+			botID = 222
+		}
+		post := &models.Message{ID: 500, Date: int(time.Now().Unix()), Chat: models.Chat{ID: channel, Type: models.ChatTypeChannel},
+			Document: &models.Document{FileID: refs[tok].FileID, FileUniqueID: refs[tok].FileUniqueID, FileName: spec.Name, MimeType: spec.MimeType, FileSize: spec.Size}}
+		h.deliverTo(t, botID, models.Update{ID: int64(10 + i), ChannelPost: post})
+	}
+	// One reply for the post, from whichever bot claimed it.
+	reply := h.wait(t, "sendMessage", 1)[0]
+	if reply.Params["chat_id"] != fmt.Sprint(channel) || !strings.Contains(reply.Params["text"], "File Stored Successfully") {
+		t.Fatalf("index reply %+v", reply.Params)
+	}
+	uid := refs[workerToken].FileUniqueID
+
+	h.deliver(t, command(20, admin, "/find bunny"))
+	found := h.wait(t, "sendMessage", 2)[1]
+	if !strings.Contains(found.Params["text"], "Big Buck Bunny.mkv") || !strings.Contains(found.Params["text"], "/get "+uid) || !strings.Contains(found.Params["text"], "700.00 MB") {
+		t.Fatalf("/find answer %q", found.Params["text"])
+	}
+
+	h.tg.FailNext("sendDocument", 1, telegramtest.BotBlocked())
+	h.deliver(t, command(21, admin, "/get "+uid))
+	sends := h.wait(t, "sendDocument", 2)
+	if sends[0].Injected != telegramtest.FailForbidden || sends[1].BotID == sends[0].BotID || !sends[1].OK {
+		t.Fatalf("failover: %+v", sends)
+	}
+	want := refs[workerToken].FileID
+	if sends[1].BotID == 222 {
+		want = refs[otherToken].FileID
+	}
+	if sends[1].Params["document"] != want || sends[1].Params["chat_id"] != fmt.Sprint(admin) {
+		t.Fatalf("sent %+v, want file_id %s", sends[1].Params, want)
 	}
 }

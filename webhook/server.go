@@ -38,6 +38,8 @@ type Options struct {
 	Gatherer prometheus.Gatherer
 	Metrics  *Metrics
 	Logger   *slog.Logger
+	// Files serves /f/{unique_id} pages when non-nil.
+	Files FileLookup
 	// MaxBody caps an update's size (default 1 MiB; Telegram's are far smaller).
 	MaxBody int64
 }
@@ -66,6 +68,9 @@ func NewServer(o Options) *echo.Echo {
 	if o.Intake != nil {
 		h := &handler{cfg: o.Config, intake: o.Intake, logger: o.Logger, maxBody: o.MaxBody, metrics: o.Metrics}
 		e.POST("/tg/:bot", h.serve)
+	}
+	if o.Files != nil {
+		e.GET("/f/:id", serveFile(o.Files))
 	}
 	if o.RiverUI != nil {
 		ui := basicAuth(o.Config.RiverUIUser, o.Config.RiverUIPassword, o.RiverUI)

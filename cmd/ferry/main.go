@@ -5,6 +5,7 @@
 //	ferry worker                  workers only (plus health and metrics)
 //	ferry migrate                 apply River's and ferry's migrations and exit
 //	ferry webhook set|info|delete register each bot's webhook with Telegram
+//	ferry r2 sync                 rewrite every indexed file to the R2 bucket
 package main
 
 import (
@@ -37,7 +38,7 @@ type usageError struct{ msg string }
 
 func (u usageError) Error() string { return u.msg }
 
-const usage = `usage: ferry [serve|web|worker|migrate|webhook set|webhook info|webhook delete]`
+const usage = `usage: ferry [serve|web|worker|migrate|webhook set|webhook info|webhook delete|r2 sync]`
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	logger := newLogger(stderr)
@@ -59,6 +60,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return usageError{usage}
 		}
 		return runWebhook(ctx, logger, stdout, args[0], args[1:])
+	case "r2":
+		return runR2(ctx, logger, stdout, args)
 	case "help", "-h", "--help":
 		fmt.Fprintln(stdout, usage)
 		return nil

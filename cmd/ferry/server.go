@@ -65,7 +65,11 @@ func runServer(ctx context.Context, logger *slog.Logger, m mode) error {
 	if err != nil {
 		return err
 	}
-	deps := &jobs.Deps{Pool: pool, Config: cfg, Bots: bots, Logger: logger}
+	ix, r2Enabled, err := newIndex(cfg, pool, logger)
+	if err != nil {
+		return err
+	}
+	deps := &jobs.Deps{Pool: pool, Config: cfg, Bots: bots, Logger: logger, Index: ix, R2Enabled: r2Enabled}
 	client, err := jobs.NewClient(deps, jobs.ClientOptions{Work: m != modeWeb})
 	if err != nil {
 		return err
@@ -86,7 +90,7 @@ func runServer(ctx context.Context, logger *slog.Logger, m mode) error {
 		goRun(func() { intake.Run(runCtx) })
 	}
 	opts := webhook.Options{
-		Config: cfg, Ready: readiness(pool), Gatherer: reg, Metrics: metrics,
+		Config: cfg, Ready: readiness(pool), Gatherer: reg, Metrics: metrics, Files: ix,
 		Logger: logger.With("component", "http"),
 	}
 	if intake != nil && cfg.UpdatesMode == "webhook" {
