@@ -72,6 +72,10 @@ func NewClient(d *Deps, opts ClientOptions) (*river.Client[pgx.Tx], error) {
 		JobTimeout:           updateJobTimeout,
 		RescueStuckJobsAfter: opts.RescueStuckJobsAfter,
 		MaxAttempts:          25,
+		// River fetches at most one batch per queue per cooldown (default
+		// 100 ms), which caps a queue near MaxWorkers×10 jobs/s; updates
+		// arrive in thousands per second under load.
+		FetchCooldown: 5 * time.Millisecond,
 	}
 	if cfg.RescueStuckJobsAfter == 0 {
 		cfg.RescueStuckJobsAfter = 2 * updateJobTimeout
@@ -82,8 +86,8 @@ func NewClient(d *Deps, opts ClientOptions) (*river.Client[pgx.Tx], error) {
 	}
 	if opts.Work {
 		cfg.Queues = map[string]river.QueueConfig{
-			QueueUpdates: {MaxWorkers: 32},
-			QueueIndex:   {MaxWorkers: 16},
+			QueueUpdates: {MaxWorkers: 64},
+			QueueIndex:   {MaxWorkers: 32},
 			QueueR2:      {MaxWorkers: 8},
 			QueueUploads: {MaxWorkers: 2},
 		}
