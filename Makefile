@@ -25,8 +25,9 @@ test: vet
 # Benchmarks: figures are reported as ratios measured in one run.
 bench:
 	@url=$$(scripts/ensure-postgres.sh) && \
-	TEST_DATABASE_URL=$$url $(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./webhook/... ./jobs/... && \
-	TEST_DATABASE_URL=$$url FERRY_BENCH=1 $(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./mtproto/... ./index/...
+	TEST_DATABASE_URL=$$url $(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./webhook/ ./cmd/ferry/ && \
+	TEST_DATABASE_URL=$$url $(GO) test -run '^$$' -bench 'BenchmarkIndex(Many|Batcher)?ElevenBots$$' -benchtime 3000x -timeout 30m ./index/ && \
+	TEST_DATABASE_URL=$$url $(GO) test -run '^$$' -bench 'BenchmarkUpload(VsStock|Latency|2000MiB)' -benchtime 3x -timeout 30m ./mtproto/
 
 soak:
 	@url=$$(scripts/ensure-postgres.sh) && \

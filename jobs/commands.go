@@ -70,6 +70,10 @@ func (w *UpdateWorker) command(ctx context.Context, b *botapi.Bot, m *models.Mes
 	if cmd.Admin && (m.From == nil || !w.d.Config.IsAdmin(m.From.ID)) {
 		return w.reply(ctx, b, chat, refusal)
 	}
+	switch cmd.Name {
+	case "upload":
+		return w.upload(ctx, b, m, args)
+	}
 	text, err := w.run(ctx, cmd.Name, args)
 	if cmd.Name == "get" && err == nil {
 		text, err = w.get(ctx, chat, args)
@@ -112,8 +116,6 @@ func (w *UpdateWorker) run(ctx context.Context, name, args string) (string, erro
 		return w.find(ctx, args)
 	case "get":
 		return "", nil // needs the chat: handled by command
-	case "upload":
-		return fmt.Sprintf("/%s is not ready yet in this version of ferry.", name), nil
 	}
 	return "", fmt.Errorf("command %s: %w", name, errNotReady)
 }

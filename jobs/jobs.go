@@ -20,6 +20,7 @@ import (
 	"github.com/ferry-dev/ferry/botapi"
 	"github.com/ferry-dev/ferry/config"
 	"github.com/ferry-dev/ferry/index"
+	"github.com/ferry-dev/ferry/mtproto"
 )
 
 // Queue names. Updates have their own queue so that /pause, which stops the
@@ -44,6 +45,10 @@ type Deps struct {
 	Index *index.Indexer
 	// R2Enabled queues R2 writes for new file_ids (R2 is configured).
 	R2Enabled bool
+	// MTProto gives each bot's MTProto client; nil disables uploads.
+	MTProto *MTProtoClients
+	// UploadState keeps resumable upload state (parts acknowledged, random_id).
+	UploadState *mtproto.StateStore
 
 	usernames sync.Map // bot id → username, from getMe, for /cmd@name
 }
@@ -66,6 +71,7 @@ func NewClient(d *Deps, opts ClientOptions) (*river.Client[pgx.Tx], error) {
 	river.AddWorker(workers, &IndexReplyWorker{d: d})
 	river.AddWorker(workers, &R2SyncWorker{d: d})
 	river.AddWorker(workers, &R2SweepWorker{d: d})
+	river.AddWorker(workers, &UploadWorker{d: d})
 	cfg := &river.Config{
 		Logger:               d.Logger.With("component", "river"),
 		Workers:              workers,
@@ -78,7 +84,9 @@ func NewClient(d *Deps, opts ClientOptions) (*river.Client[pgx.Tx], error) {
 		FetchCooldown: 5 * time.Millisecond,
 	}
 	if cfg.RescueStuckJobsAfter == 0 {
-		cfg.RescueStuckJobsAfter = 2 * updateJobTimeout
+		// Above the longest job timeout (an upload slice), and short
+		// enough that a job lost in a crash runs again within minutes.
+		cfg.RescueStuckJobsAfter = 3 * time.Minute
 	}
 	if opts.Work && d.R2Enabled {
 		cfg.PeriodicJobs = append(cfg.PeriodicJobs, river.NewPeriodicJob(river.PeriodicInterval(time.Minute),

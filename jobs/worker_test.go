@@ -33,7 +33,7 @@ type harness struct {
 
 // startWorkers runs real River workers on a fresh database against the Bot
 // API stand-in.
-func startWorkers(t *testing.T) *harness {
+func startWorkers(t *testing.T, configure ...func(*jobs.Deps)) *harness {
 	t.Helper()
 	tg := telegramtest.NewServer(t)
 	tg.AddBot(workerToken)
@@ -46,6 +46,9 @@ func startWorkers(t *testing.T) *harness {
 		t.Fatal(err)
 	}
 	d.Index = ix
+	for _, f := range configure {
+		f(d)
+	}
 	client, err := jobs.NewClient(d, jobs.ClientOptions{Work: true})
 	if err != nil {
 		t.Fatal(err)

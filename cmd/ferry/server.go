@@ -22,6 +22,7 @@ import (
 	"github.com/ferry-dev/ferry/config"
 	"github.com/ferry-dev/ferry/db"
 	"github.com/ferry-dev/ferry/jobs"
+	"github.com/ferry-dev/ferry/mtproto"
 	"github.com/ferry-dev/ferry/webhook"
 )
 
@@ -70,6 +71,15 @@ func runServer(ctx context.Context, logger *slog.Logger, m mode) error {
 		return err
 	}
 	deps := &jobs.Deps{Pool: pool, Config: cfg, Bots: bots, Logger: logger, Index: ix, R2Enabled: r2Enabled}
+	if m != modeWeb {
+		mt, err := jobs.NewMTProtoClients(cfg, pool, logger)
+		if err != nil {
+			logger.Warn("uploads disabled", "reason", err.Error())
+		} else {
+			deps.MTProto, deps.UploadState = mt, mtproto.NewStateStore(pool)
+			defer mt.Close()
+		}
+	}
 	client, err := jobs.NewClient(deps, jobs.ClientOptions{Work: m != modeWeb})
 	if err != nil {
 		return err

@@ -1,0 +1,208 @@
+package jobs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"html"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/go-telegram/bot"
+	"github.com/go-telegram/bot/models"
+	"github.com/gotd/td/tgerr"
+	"github.com/jackc/pgx/v5"
+	"github.com/riverqueue/river"
+
+	"github.com/ferry-dev/ferry/botapi"
+	"github.com/ferry-dev/ferry/index"
+	"github.com/ferry-dev/ferry/mtproto"
+)
+
+// uploadSlice bounds one attempt of an upload job. River's stuck-job rescue
+// horizon is one value for every job kind; a long upload therefore runs as a
+// series of short attempts that each resume from the parts Telegram has
+// acknowledged, and the horizon can stay short enough that a reply job lost
+// in a crash is rescued within minutes.
+const uploadSlice = 90 * time.Second
+
+// UploadArgs uploads one file from the server's disk to the target channel
+// (/upload). The admin's status message shows progress; its id is set when
+// the job is queued.
+type UploadArgs struct {
+	BotID    int64  `json:"bot_id" river:"unique"`
+	UpdateID int64  `json:"update_id" river:"unique"`
+	ChatID   int64  `json:"chat_id"`
+	StatusID int    `json:"status_id"`
+	Path     string `json:"path"`
+	Caption  string `json:"caption"`
+}
+
+// Kind names the job.
+func (UploadArgs) Kind() string { return "upload" }
+
+// InsertOpts: the uploads queue; unique per command so a retried update job
+// does not queue the upload twice.
+func (UploadArgs) InsertOpts() river.InsertOpts {
+	return river.InsertOpts{Queue: QueueUploads, MaxAttempts: 20, UniqueOpts: river.UniqueOpts{ByArgs: true}}
+}
+
+// UploadWorker runs uploads over MTProto.
+type UploadWorker struct {
+	river.WorkerDefaults[UploadArgs]
+	d *Deps
+}
+
+// Timeout covers one slice plus the final send and edits.
+func (w *UploadWorker) Timeout(*river.Job[UploadArgs]) time.Duration { return uploadSlice + 30*time.Second }
+
+// upload answers /upload <path> [caption]: the path is checked now, so a
+// bad one is answered at once; the transfer itself is its own job.
+func (w *UpdateWorker) upload(ctx context.Context, b *botapi.Bot, m *models.Message, args string) error {
+	path, caption := splitPathArg(args)
+	if path == "" {
+		return w.reply(ctx, b, m.Chat.ID, "Usage: /upload &lt;path&gt; [caption]")
+	}
+	if w.d.MTProto == nil {
+		return w.reply(ctx, b, m.Chat.ID, "Uploads are not enabled: set API_ID, API_HASH and SESSION_KEY.")
+	}
+	if w.d.Config.ChannelID == 0 {
+		return w.reply(ctx, b, m.Chat.ID, "No target channel: set CHANNEL_ID.")
+	}
+	_, info, err := ResolveUploadPath(w.d.Config.UploadRoots, path)
+	if err != nil {
+		return w.reply(ctx, b, m.Chat.ID, pathError(path, err))
+	}
+	status, err := b.Client.SendMessage(ctx, &bot.SendMessageParams{
+		ChatID: m.Chat.ID, ParseMode: models.ParseModeHTML,
+		Text: fmt.Sprintf("Queued <b>%s</b> (%s)", html.EscapeString(filepath.Base(path)), index.HumanSize(info.Size())),
+	})
+	if err != nil {
+		return outcome(fmt.Errorf("send status message: %w", botapi.Redact(err, b.Token)))
+	}
+	_, err = river.ClientFromContext[pgx.Tx](ctx).Insert(ctx, UploadArgs{
+		BotID: b.ID, UpdateID: int64(m.ID), ChatID: m.Chat.ID, StatusID: status.ID, Path: path, Caption: caption,
+	}, nil)
+	if err != nil {
+		return fmt.Errorf("queue upload of %s: %w", path, err)
+	}
+	return nil
+}
+
+// splitPathArg takes a path (quoted when it has spaces) and the caption after it.
+func splitPathArg(args string) (path, caption string) {
+	args = strings.TrimSpace(args)
+	if rest, ok := strings.CutPrefix(args, `"`); ok {
+		if i := strings.Index(rest, `"`); i >= 0 {
+			return rest[:i], strings.TrimSpace(rest[i+1:])
+		}
+	}
+	path, caption, _ = strings.Cut(args, " ")
+	return path, strings.TrimSpace(caption)
+}
+
+// pathError is the admin-facing text for a refused path; it names only what
+// the admin typed.
+func pathError(path string, err error) string {
+	switch {
+	case errors.Is(err, ErrFileNotFound):
+		return fmt.Sprintf("File not found: <code>%s</code>", html.EscapeString(path))
+	case errors.Is(err, ErrOutsideRoots), errors.Is(err, ErrNoRoots), errors.Is(err, ErrNotRegular):
+		return fmt.Sprintf("Cannot upload <code>%s</code>: %s.", html.EscapeString(path), html.EscapeString(err.Error()))
+	}
+	return fmt.Sprintf("Cannot read <code>%s</code>.", html.EscapeString(path))
+}
+
+// Work runs one slice of an upload.
+func (w *UploadWorker) Work(ctx context.Context, job *river.Job[UploadArgs]) error {
+	a := job.Args
+	b, ok := w.d.Bots.ByID(a.BotID)
+	if !ok {
+		return river.JobCancel(fmt.Errorf("bot %d is no longer configured", a.BotID))
+	}
+	status := NewProgressMessage(b, a.ChatID, a.StatusID, CancelButton(job.ID), 3*time.Second)
+	final := func(text string, markup models.ReplyMarkup) {
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		if err := status.Finish(fctx, text, markup); err != nil {
+			w.d.Logger.Warn("final upload status", "job_id", job.ID, "err", err)
+		}
+	}
+	name := filepath.Base(a.Path)
+
+	real, info, err := ResolveUploadPath(w.d.Config.UploadRoots, a.Path)
+	if err != nil {
+		final(pathError(a.Path, err), nil)
+		return river.JobCancel(err)
+	}
+	client, err := w.d.MTProto.Client(ctx, a.BotID)
+	if err != nil {
+		return fmt.Errorf("mtproto client: %w", err)
+	}
+	pool, err := client.Pool()
+	if err != nil {
+		return err
+	}
+	up := mtproto.NewUploader(pool, w.d.UploadState).WithThreads(w.d.Config.UploadThreads).WithBotID(a.BotID).WithLogger(w.d.Logger)
+	if err := up.CheckSize(info.Size()); err != nil {
+		final(fmt.Sprintf("Cannot upload <b>%s</b>: %s", html.EscapeString(name), html.EscapeString(err.Error())), nil)
+		return river.JobCancel(err)
+	}
+	peer, err := mtproto.ResolveChannel(ctx, client.API(), w.d.Config.ChannelID)
+	if err != nil {
+		return err
+	}
+	sliceCtx, cancel := context.WithTimeout(ctx, uploadSlice)
+	defer cancel()
+	editCtx, stopEdits := context.WithCancel(ctx)
+	editsDone := make(chan struct{})
+	go func() { status.Run(editCtx); close(editsDone) }()
+	started := job.CreatedAt
+	// Temporary files (the thumbnail) live in DATA_DIR and are removed by
+	// DeliverFile once sent.
+	tmp := filepath.Join(w.d.Config.DataDir, "tmp")
+	if err := os.MkdirAll(tmp, 0o700); err != nil {
+		tmp = ""
+	}
+	req := mtproto.FileRequest{
+		Key: fmt.Sprintf("upload/%d", job.ID), Path: real, Peer: peer, Caption: a.Caption, TempDir: tmp,
+		AsVideo: strings.HasPrefix(mtproto.MimeByExt(name), "video/"),
+		OnProgress: func(p mtproto.Progress) {
+			status.Set(FormatProgress(ProgressView{Verb: "Uploading", Name: name, Acked: p.Acked, Total: p.Total,
+				Speed: p.Speed, ETA: p.ETA, Elapsed: time.Since(started)}))
+		},
+	}
+	msgID, err := mtproto.DeliverFile(sliceCtx, up, mtproto.NewSender(client.API(), w.d.UploadState).WithLogger(w.d.Logger), req)
+	stopEdits()
+	<-editsDone
+
+	switch {
+	case err == nil:
+		took := time.Since(started)
+		text := fmt.Sprintf("Uploaded <b>%s</b> (%s) in %s, %s/s on average.", html.EscapeString(name),
+			index.HumanSize(info.Size()), took.Round(time.Second), index.HumanSize(int64(float64(info.Size())/max(took.Seconds(), 0.001))))
+		final(text, LinkButton("Open post", MessageLink(w.d.Config.ChannelID, msgID)))
+		return nil
+	case errors.Is(context.Cause(ctx), river.ErrJobCancelledRemotely):
+		final(fmt.Sprintf("Cancelled the upload of <b>%s</b>.", html.EscapeString(name)), nil)
+		return river.JobCancel(errors.New("cancelled by an admin"))
+	case ctx.Err() != nil:
+		// Shutting down: the next process resumes from the acknowledged parts.
+		return river.JobSnooze(time.Second)
+	case sliceCtx.Err() != nil:
+		// Slice over; continue at once in a new attempt that does not count.
+		return river.JobSnooze(0)
+	case errors.Is(err, mtproto.ErrTooLarge):
+		final(fmt.Sprintf("Cannot upload <b>%s</b>: %s", html.EscapeString(name), html.EscapeString(err.Error())), nil)
+		return river.JobCancel(err)
+	}
+	if d, ok := tgerr.AsFloodWait(err); ok {
+		status.Set(fmt.Sprintf("Telegram asked to wait %s before uploading <b>%s</b>.", d, html.EscapeString(name)))
+		return river.JobSnooze(d)
+	}
+	final(fmt.Sprintf("Upload of <b>%s</b> failed (attempt %d of %d), retrying: %s", html.EscapeString(name),
+		job.Attempt, job.MaxAttempts, html.EscapeString(err.Error())), CancelButton(job.ID))
+	return fmt.Errorf("upload %s: %w", name, err)
+}

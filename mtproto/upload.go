@@ -1,0 +1,718 @@
+package mtproto
+
+import (
+	"context"
+	"crypto/md5"
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"log/slog"
+	"math"
+	mrand "math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gotd/td/rpc"
+	"github.com/gotd/td/tg"
+	"github.com/gotd/td/tgerr"
+)
+
+// Telegram's upload limits (https://core.telegram.org/api/files).
+const (
+	// PartSize is the largest part Telegram accepts and the one we use: the
+	// fewest round trips per file.
+	PartSize = 512 * 1024
+	// SmallFileLimit is the largest file that may (and must) go through
+	// upload.saveFilePart with an md5; anything bigger uses saveBigFilePart.
+	SmallFileLimit = 10 * 1024 * 1024
+	// BotMaxParts and BotMaxSize bound a bot's file: 4000 parts of 512 KiB.
+	BotMaxParts = 4000
+	BotMaxSize  = 2000 * 1024 * 1024
+	// PremiumMaxParts and PremiumMaxSize bound a premium user's file.
+	PremiumMaxParts = 8000
+	PremiumMaxSize  = 4000 * 1024 * 1024
+)
+
+// ErrTooLarge is returned (wrapped) before any byte is sent when a file is
+// over Telegram's size or part-count limit for the session kind.
+var ErrTooLarge = errors.New("file too large for Telegram")
+
+// Progress is reported each time Telegram acknowledges a part.
+type Progress struct {
+	Acked   int64         // bytes acknowledged so far (resumed parts included)
+	Total   int64         // file size
+	Speed   float64       // bytes/s, moving average over the last few seconds
+	ETA     time.Duration // remaining time at Speed; 0 when unknown
+	Elapsed time.Duration // since this Upload call started
+	Parts   int           // parts acknowledged
+	OfParts int           // parts in the file
+	Resumed int           // parts found acknowledged at start (not re-sent)
+	Saves   int           // resume-state writes so far (batched acks)
+}
+
+// UploadRequest describes one file to upload. Exactly one of ReaderAt and
+// Reader is set; ReaderAt is preferred because a restart after Telegram
+// forgot the parts needs to read the file again.
+type UploadRequest struct {
+	// Key identifies the upload across processes: the same key resumes the
+	// same Telegram file. It must identify the content, not just the name
+	// (e.g. the job id, a path+size+mtime digest, or a file_unique_id):
+	// resuming checks the size and the cut, not the bytes.
+	Key  string
+	Name string
+	Size int64
+	// ReaderAt is read by part; Reader is read once, in order.
+	ReaderAt io.ReaderAt
+	Reader   io.Reader
+	// OnProgress is called after each acknowledged part, serially; it must
+	// be quick (throttle chat edits on the caller side).
+	OnProgress func(Progress)
+}
+
+// Uploader uploads files with N parts in flight over a pool of connections,
+// retrying each part alone and persisting acknowledged parts so another
+// process can resume. Build it with NewUploader and the With* options.
+type Uploader struct {
+	inv   tg.Invoker
+	store *StateStore
+	log   *slog.Logger
+
+	botID         int64
+	threads       int
+	partSize      int
+	premium       bool
+	maxStateAge   time.Duration
+	maxAttempts   int
+	backoffBase   time.Duration
+	backoffMax    time.Duration
+	partTimeout   time.Duration
+	flushEvery    int
+	flushInterval time.Duration
+	flushGap      time.Duration
+}
+
+// NewUploader returns an uploader sending parts through inv (a connection
+// pool, see Client.Pool) and keeping resume state in store (nil: no resume).
+func NewUploader(inv tg.Invoker, store *StateStore) *Uploader {
+	return &Uploader{
+		inv:           inv,
+		store:         store,
+		log:           slog.New(slog.DiscardHandler),
+		threads:       8,
+		partSize:      PartSize,
+		maxStateAge:   6 * time.Hour,
+		maxAttempts:   15,
+		backoffBase:   200 * time.Millisecond,
+		backoffMax:    5 * time.Second,
+		partTimeout:   2 * time.Minute,
+		flushInterval: 250 * time.Millisecond,
+		flushGap:      5 * time.Millisecond,
+	}
+}
+
+func (u *Uploader) clone() *Uploader { c := *u; return &c }
+
+// WithThreads sets the number of parts in flight (UPLOAD_THREADS). The pool
+// should have at least as many connections.
+func (u *Uploader) WithThreads(n int) *Uploader {
+	u = u.clone()
+	if n > 0 {
+		u.threads = n
+	}
+	return u
+}
+
+// WithPartSize sets the part size; it must divide 512 KiB and be a multiple
+// of 1 KiB. Only tests use anything but PartSize.
+func (u *Uploader) WithPartSize(n int) *Uploader {
+	u = u.clone()
+	u.partSize = n
+	return u
+}
+
+// WithBotID records which account the parts belong to: a saved state of
+// another account is not resumed (Telegram keeps parts per account).
+func (u *Uploader) WithBotID(id int64) *Uploader {
+	u = u.clone()
+	u.botID = id
+	return u
+}
+
+// WithPremium raises the limits to a premium user's 4000 MiB / 8000 parts.
+func (u *Uploader) WithPremium(p bool) *Uploader {
+	u = u.clone()
+	u.premium = p
+	return u
+}
+
+// WithLogger sets the logger.
+func (u *Uploader) WithLogger(l *slog.Logger) *Uploader {
+	u = u.clone()
+	if l != nil {
+		u.log = l
+	}
+	return u
+}
+
+// WithMaxStateAge sets how old saved parts may be before the file starts
+// over (Telegram keeps uploaded parts only for hours). Default 6h.
+func (u *Uploader) WithMaxStateAge(d time.Duration) *Uploader {
+	u = u.clone()
+	u.maxStateAge = d
+	return u
+}
+
+// WithRetry sets attempts per part and the exponential backoff bounds.
+func (u *Uploader) WithRetry(attempts int, base, max time.Duration) *Uploader {
+	u = u.clone()
+	u.maxAttempts, u.backoffBase, u.backoffMax = attempts, base, max
+	return u
+}
+
+// WithFlush sets how acknowledged parts are batched into the database
+// (group commit). Parts in flight plus parts acknowledged but not yet saved
+// never exceed the thread count, so a crash re-sends at most that many
+// parts. A write covers every ack since the previous one and happens when
+// `every` parts are pending, when a worker would otherwise wait for a slot,
+// or `interval` after the first pending ack; writes are at least `gap`
+// apart, which bounds one upload to 1/gap writes per second whatever the
+// part rate. Defaults: every = threads/2, interval = 250ms, gap = 5ms.
+func (u *Uploader) WithFlush(every int, interval, gap time.Duration) *Uploader {
+	u = u.clone()
+	u.flushEvery, u.flushInterval, u.flushGap = every, interval, gap
+	return u
+}
+
+// Limits returns the part and size limits in force.
+func (u *Uploader) Limits() (maxParts int, maxSize int64) {
+	if u.premium {
+		return PremiumMaxParts, PremiumMaxSize
+	}
+	return BotMaxParts, BotMaxSize
+}
+
+// CheckSize returns a wrapped ErrTooLarge when size cannot be uploaded.
+func (u *Uploader) CheckSize(size int64) error {
+	if size <= 0 {
+		return fmt.Errorf("upload: file is empty (size %d)", size)
+	}
+	maxParts, maxSize := u.Limits()
+	parts := (size + int64(u.partSize) - 1) / int64(u.partSize)
+	kind := "bots"
+	if u.premium {
+		kind = "premium accounts"
+	}
+	if size > maxSize || parts > int64(maxParts) {
+		return fmt.Errorf("%w: %.1f MiB (%d parts) is over the %d MiB / %d parts limit for %s",
+			ErrTooLarge, float64(size)/(1<<20), parts, maxSize>>20, maxParts, kind)
+	}
+	return nil
+}
+
+func randomInt64() (int64, error) {
+	var b [8]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return 0, err
+	}
+	return int64(binary.LittleEndian.Uint64(b[:]) &^ (1 << 63)), nil
+}
+
+func validPartSize(n int) bool {
+	return n > 0 && n%1024 == 0 && PartSize%n == 0
+}
+
+// Upload sends req's file to Telegram and returns the InputFile to attach
+// to a message. A saved state for req.Key (same account, size and cut,
+// younger than the max state age) is resumed: only parts not yet
+// acknowledged are sent.
+func (u *Uploader) Upload(ctx context.Context, req UploadRequest) (tg.InputFileClass, error) {
+	if req.Key == "" {
+		return nil, errors.New("upload: empty key")
+	}
+	if (req.ReaderAt == nil) == (req.Reader == nil) {
+		return nil, fmt.Errorf("upload %q: exactly one of ReaderAt and Reader must be set", req.Key)
+	}
+	if !validPartSize(u.partSize) {
+		return nil, fmt.Errorf("upload %q: invalid part size %d", req.Key, u.partSize)
+	}
+	if err := u.CheckSize(req.Size); err != nil {
+		return nil, fmt.Errorf("upload %q: %w", req.Key, err)
+	}
+	totalParts := int((req.Size + int64(u.partSize) - 1) / int64(u.partSize))
+	st := &UploadState{
+		Key: req.Key, BotID: u.botID, Size: req.Size, PartSize: u.partSize,
+		TotalParts: totalParts, Big: req.Size > SmallFileLimit,
+	}
+	resumed := false
+	if u.store != nil {
+		old, ok, err := u.store.Load(ctx, req.Key)
+		if err != nil {
+			return nil, fmt.Errorf("upload %q: %w", req.Key, err)
+		}
+		if ok && old.FileID != 0 && old.BotID == st.BotID && old.Size == st.Size &&
+			old.PartSize == st.PartSize && old.TotalParts == st.TotalParts && old.Big == st.Big &&
+			len(old.Acked) == len(NewBitmap(totalParts)) &&
+			(u.maxStateAge <= 0 || time.Since(old.CreatedAt) < u.maxStateAge) {
+			st = old
+			resumed = true
+		}
+	}
+	if !resumed {
+		id, err := randomInt64()
+		if err != nil {
+			return nil, fmt.Errorf("upload %q: file id: %w", req.Key, err)
+		}
+		st.FileID = id
+		st.Acked = NewBitmap(totalParts)
+		if u.store != nil {
+			if err := u.store.Begin(ctx, st); err != nil {
+				return nil, fmt.Errorf("upload %q: %w", req.Key, err)
+			}
+		}
+	}
+	if resumed {
+		u.log.InfoContext(ctx, "resuming upload", "key", req.Key, "acked_parts", st.Acked.Count(), "parts", totalParts)
+	}
+
+	run := newRun(u, req, st)
+	if err := run.do(ctx); err != nil {
+		return nil, fmt.Errorf("upload %q: %w", req.Key, err)
+	}
+	if st.Big {
+		return &tg.InputFileBig{ID: st.FileID, Parts: totalParts, Name: req.Name}, nil
+	}
+	sum, err := run.md5sum()
+	if err != nil {
+		return nil, fmt.Errorf("upload %q: md5: %w", req.Key, err)
+	}
+	return &tg.InputFile{ID: st.FileID, Parts: totalParts, Name: req.Name, MD5Checksum: sum}, nil
+}
+
+// run is one Upload call in progress.
+type run struct {
+	u   *Uploader
+	req UploadRequest
+	st  *UploadState
+
+	start   time.Time
+	md5     hash.Hash // stream small files: hashed while read
+	md5Done bool
+
+	window chan struct{} // tokens: parts in flight + acked-but-unsaved
+	bufs   chan []byte
+
+	mu         sync.Mutex
+	acked      Bitmap
+	ackedBytes int64
+	pending    int // acked, not yet saved; each holds a window token
+	dirtyAt    time.Time
+	samples    []sample
+	resumed    int
+	flushKick  chan struct{}
+	starved    atomic.Bool // a worker waits for a window slot
+	saves      int
+	progressMu sync.Mutex
+	flushEvery int
+}
+
+type sample struct {
+	t     time.Time
+	bytes int64
+}
+
+type job struct {
+	part int
+	buf  []byte
+	n    int
+}
+
+func newRun(u *Uploader, req UploadRequest, st *UploadState) *run {
+	r := &run{u: u, req: req, st: st, start: time.Now(), flushKick: make(chan struct{}, 1)}
+	r.acked = append(Bitmap(nil), st.Acked...)
+	r.resumed = r.acked.Count()
+	for i := 0; i < st.TotalParts; i++ {
+		if r.acked.Has(i) {
+			r.ackedBytes += int64(r.partLen(i))
+		}
+	}
+	r.samples = []sample{{t: r.start, bytes: r.ackedBytes}}
+	r.flushEvery = u.flushEvery
+	if r.flushEvery <= 0 {
+		r.flushEvery = max(1, u.threads/2)
+	}
+	r.flushEvery = min(r.flushEvery, u.threads)
+	return r
+}
+
+func (r *run) partLen(i int) int {
+	off := int64(i) * int64(r.st.PartSize)
+	return int(min(int64(r.st.PartSize), r.st.Size-off))
+}
+
+func (r *run) md5sum() (string, error) {
+	if r.md5Done {
+		return hex.EncodeToString(r.md5.Sum(nil)), nil
+	}
+	if r.req.ReaderAt == nil {
+		return "", errors.New("stream was not read to the end")
+	}
+	h := md5.New()
+	if _, err := io.Copy(h, io.NewSectionReader(r.req.ReaderAt, 0, r.st.Size)); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+func (r *run) do(ctx context.Context) error {
+	threads := r.u.threads
+	if !r.st.Big && r.req.Reader != nil {
+		r.md5 = md5.New()
+	}
+	missing := r.st.TotalParts - r.resumed
+	if missing == 0 && r.md5 == nil {
+		r.report()
+		return nil
+	}
+	threads = max(1, min(threads, missing))
+	r.window = make(chan struct{}, threads)
+	r.bufs = make(chan []byte, 2*threads)
+	for range threads {
+		r.window <- struct{}{}
+	}
+	for range 2 * threads { // threads in flight + threads read ahead
+		r.bufs <- make([]byte, r.st.PartSize)
+	}
+
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	jobs := make(chan job, threads)
+	var wg sync.WaitGroup
+
+	// Flusher: saves the acked bitmap in batches and returns window tokens.
+	flushDone := make(chan error, 1)
+	stopFlush := make(chan struct{})
+	go func() {
+		err := r.flusher(ctx, stopFlush)
+		if err != nil {
+			cancel(err) // unblock the producer waiting for window tokens
+		}
+		flushDone <- err
+	}()
+
+	for range threads {
+		wg.Go(func() {
+			for j := range jobs {
+				// A window token bounds parts in flight plus parts acked
+				// but not yet saved: what a crash can make us re-send.
+				select {
+				case <-r.window:
+				default:
+					// Out of slots: ask for a save now rather than at the
+					// batch size, so throughput does not wait on batching.
+					r.starved.Store(true)
+					r.kickFlush()
+					select {
+					case <-r.window:
+					case <-ctx.Done():
+						return
+					}
+				}
+				if err := r.sendPart(ctx, j); err != nil {
+					cancel(err)
+					return
+				}
+			}
+		})
+	}
+
+	prodErr := r.produce(ctx, jobs)
+	close(jobs)
+	wg.Wait()
+	close(stopFlush)
+	flushErr := <-flushDone
+
+	if cause := context.Cause(ctx); cause != nil {
+		return cause
+	}
+	if prodErr != nil {
+		return prodErr
+	}
+	if flushErr != nil {
+		return flushErr
+	}
+	if n := r.acked.Count(); n != r.st.TotalParts {
+		return fmt.Errorf("only %d of %d parts acknowledged", n, r.st.TotalParts)
+	}
+	return nil
+}
+
+// produce reads parts in order and hands the missing ones to workers. A
+// part starts only when a window token is free.
+func (r *run) produce(ctx context.Context, jobs chan<- job) error {
+	var skip []byte
+	for i := 0; i < r.st.TotalParts; i++ {
+		n := r.partLen(i)
+		if r.acked.Has(i) {
+			if r.req.Reader != nil {
+				// A stream must be read through; hash it for small files.
+				if skip == nil {
+					skip = make([]byte, r.st.PartSize)
+				}
+				if _, err := io.ReadFull(r.req.Reader, skip[:n]); err != nil {
+					return fmt.Errorf("read part %d: %w", i, err)
+				}
+				if r.md5 != nil {
+					r.md5.Write(skip[:n])
+				}
+			}
+			continue
+		}
+		// Parts are read ahead into a queue (up to threads of them): a
+		// worker that frees a slot starts the next part at once, without
+		// waiting for this goroutine to be scheduled.
+		var buf []byte
+		select {
+		case buf = <-r.bufs:
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		}
+		var err error
+		if r.req.ReaderAt != nil {
+			_, err = r.req.ReaderAt.ReadAt(buf[:n], int64(i)*int64(r.st.PartSize))
+			if errors.Is(err, io.EOF) {
+				err = nil // a full read that ends exactly at EOF
+			}
+		} else {
+			_, err = io.ReadFull(r.req.Reader, buf[:n])
+			if err == nil && r.md5 != nil {
+				r.md5.Write(buf[:n])
+			}
+		}
+		if err != nil {
+			return fmt.Errorf("read part %d: %w", i, err)
+		}
+		select {
+		case jobs <- job{part: i, buf: buf, n: n}:
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		}
+	}
+	if r.md5 != nil {
+		r.md5Done = true
+	}
+	return nil
+}
+
+// sendPart uploads one part, retrying it alone on transient errors.
+func (r *run) sendPart(ctx context.Context, j job) error {
+	api := tg.NewClient(r.u.inv)
+	data := j.buf[:j.n]
+	var lastErr error
+	for attempt := 1; ; attempt++ {
+		actx, cancel := context.WithTimeout(ctx, r.u.partTimeout)
+		var err error
+		if r.st.Big {
+			_, err = api.UploadSaveBigFilePart(actx, &tg.UploadSaveBigFilePartRequest{
+				FileID: r.st.FileID, FilePart: j.part, FileTotalParts: r.st.TotalParts, Bytes: data,
+			})
+		} else {
+			_, err = api.UploadSaveFilePart(actx, &tg.UploadSaveFilePartRequest{
+				FileID: r.st.FileID, FilePart: j.part, Bytes: data,
+			})
+		}
+		cancel()
+		if err == nil {
+			r.bufs <- j.buf
+			r.ack(j.part, j.n)
+			return nil
+		}
+		if ctx.Err() != nil {
+			return context.Cause(ctx)
+		}
+		lastErr = err
+		wait, retry := r.classify(err, attempt)
+		if !retry || attempt >= r.u.maxAttempts {
+			return fmt.Errorf("upload part %d (attempt %d): %w", j.part, attempt, lastErr)
+		}
+		r.u.log.DebugContext(ctx, "retrying part", "key", r.req.Key, "part", j.part, "attempt", attempt, "wait", wait, "err", err)
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return context.Cause(ctx)
+		}
+	}
+}
+
+// classify says whether err is worth retrying and after how long.
+func (r *run) classify(err error, attempt int) (time.Duration, bool) {
+	if d, ok := tgerr.AsFloodWait(err); ok {
+		// Waits short enough were already obeyed by the flood-wait
+		// middleware; a long one fails the upload so the job can be
+		// rescheduled instead of holding a worker for hours.
+		return d + 100*time.Millisecond, d <= 5*time.Minute
+	}
+	back := r.u.backoffBase << min(attempt-1, 16)
+	if back > r.u.backoffMax || back <= 0 {
+		back = r.u.backoffMax
+	}
+	// Full jitter keeps parallel retries from hitting the server in step.
+	back = back/2 + time.Duration(mrand.Int64N(int64(back/2)+1))
+	if rpcErr, ok := tgerr.As(err); ok {
+		switch {
+		case rpcErr.Code >= 500, rpcErr.Code == 420, rpcErr.Code == -503:
+			return back, true
+		default:
+			// 400s (bad part, size changed, ...) will not get better.
+			return 0, false
+		}
+	}
+	if errors.Is(err, rpc.ErrEngineClosed) || errors.Is(err, context.DeadlineExceeded) {
+		return back, true
+	}
+	// Connection-level failures (dropped socket, reconnecting pool): retry.
+	return back, true
+}
+
+func (r *run) ack(part, n int) {
+	r.mu.Lock()
+	r.acked.Set(part)
+	r.ackedBytes += int64(n)
+	if r.u.store == nil {
+		// Nothing to save: the slot is free now.
+		r.mu.Unlock()
+		r.window <- struct{}{}
+		r.report()
+		return
+	}
+	r.pending++
+	if r.pending == 1 {
+		r.dirtyAt = time.Now()
+	}
+	kick := r.pending >= r.flushEvery
+	r.mu.Unlock()
+	if kick {
+		r.kickFlush()
+	}
+	r.report()
+}
+
+func (r *run) kickFlush() {
+	select {
+	case r.flushKick <- struct{}{}:
+	default:
+	}
+}
+
+func (r *run) report() {
+	if r.req.OnProgress == nil {
+		return
+	}
+	r.progressMu.Lock()
+	defer r.progressMu.Unlock()
+	r.mu.Lock()
+	now := time.Now()
+	acked := r.ackedBytes
+	parts := r.acked.Count()
+	saves := r.saves
+	r.samples = append(r.samples, sample{t: now, bytes: acked})
+	// Moving window: the last 3 seconds (at least two samples).
+	cut := 0
+	for cut < len(r.samples)-2 && now.Sub(r.samples[cut+1].t) > 3*time.Second {
+		cut++
+	}
+	r.samples = r.samples[cut:]
+	first := r.samples[0]
+	r.mu.Unlock()
+	p := Progress{Acked: acked, Total: r.st.Size, Elapsed: now.Sub(r.start), Parts: parts, OfParts: r.st.TotalParts, Resumed: r.resumed, Saves: saves}
+	if dt := now.Sub(first.t).Seconds(); dt > 0 {
+		p.Speed = float64(acked-first.bytes) / dt
+	}
+	if p.Speed > 0 {
+		p.ETA = time.Duration(float64(p.Total-p.Acked) / p.Speed * float64(time.Second))
+		if p.ETA < 0 || p.ETA > math.MaxInt64/2 {
+			p.ETA = 0
+		}
+	}
+	r.req.OnProgress(p)
+}
+
+// flusher saves the acked bitmap (see WithFlush for when), then frees the
+// window slots of the parts it saved.
+func (r *run) flusher(ctx context.Context, stop <-chan struct{}) error {
+	tick := time.NewTicker(max(r.u.flushInterval/4, 10*time.Millisecond))
+	defer tick.Stop()
+	var last time.Time
+	due := func() bool {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		return r.pending > 0 && (r.pending >= r.flushEvery || r.starved.Load() || time.Since(r.dirtyAt) >= r.u.flushInterval)
+	}
+	flush := func(fctx context.Context) error {
+		r.mu.Lock()
+		n := r.pending
+		if n == 0 {
+			r.mu.Unlock()
+			return nil
+		}
+		r.starved.Store(false)
+		snap := append(Bitmap(nil), r.acked...)
+		r.mu.Unlock()
+		if r.u.store != nil {
+			if err := r.u.store.SaveAcked(fctx, r.st.Key, r.st.FileID, snap); err != nil {
+				return err
+			}
+		}
+		last = time.Now()
+		r.mu.Lock()
+		r.pending -= n
+		r.saves++
+		if r.pending > 0 {
+			r.dirtyAt = time.Now()
+		}
+		r.mu.Unlock()
+		for range n {
+			r.window <- struct{}{}
+		}
+		return nil
+	}
+	final := func() error {
+		// Save what landed even when the upload failed or was cancelled.
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		return flush(fctx)
+	}
+	for {
+		select {
+		case <-stop:
+			return final()
+		case <-r.flushKick:
+		case <-tick.C:
+		}
+		if !due() {
+			continue
+		}
+		if wait := r.u.flushGap - time.Since(last); wait > 0 {
+			t := time.NewTimer(wait)
+			select {
+			case <-t.C:
+			case <-stop:
+				t.Stop()
+				return final()
+			}
+		}
+		if err := flush(ctx); err != nil {
+			if ctx.Err() != nil {
+				<-stop
+				return final()
+			}
+			return fmt.Errorf("save progress: %w", err)
+		}
+	}
+}
