@@ -56,7 +56,9 @@ type UploadWorker struct {
 }
 
 // Timeout covers one slice plus the final send and edits.
-func (w *UploadWorker) Timeout(*river.Job[UploadArgs]) time.Duration { return uploadSlice + 30*time.Second }
+func (w *UploadWorker) Timeout(*river.Job[UploadArgs]) time.Duration {
+	return uploadSlice + 30*time.Second
+}
 
 // upload answers /upload <path> [caption]: the path is checked now, so a
 // bad one is answered at once; the transfer itself is its own job.

@@ -105,4 +105,3 @@ func TestUploadCommand(t *testing.T) {
 	}
 	t.Fatalf("final status %q", last)
 }
-
