@@ -58,6 +58,9 @@ func (R2SyncArgs) InsertOpts() river.InsertOpts {
 var unfinished = []rivertype.JobState{rivertype.JobStateAvailable, rivertype.JobStatePending,
 	rivertype.JobStateRunning, rivertype.JobStateRetryable, rivertype.JobStateScheduled}
 
+// r2Debounce delays an R2 write after the first sighting of a file.
+const r2Debounce = 2 * time.Second
+
 // R2SweepArgs is the periodic safety net: it writes every file_id not yet in
 // R2 that no job is carrying (e.g. one discarded after R2 was down for days).
 type R2SweepArgs struct{}
@@ -82,24 +85,37 @@ func (w *UpdateWorker) indexPost(ctx context.Context, b *botapi.Bot, msg *models
 		return nil
 	}
 	client := river.ClientFromContext[pgx.Tx](ctx)
-	return pgx.BeginFunc(ctx, w.d.Pool, func(tx pgx.Tx) error {
-		out, err := ix.Index(ctx, tx, post)
-		if err != nil {
-			return err
-		}
+	queue := func(ctx context.Context, tx pgx.Tx, out index.Outcome) error {
 		var jobs []river.InsertManyParams
 		if out.Reply {
 			jobs = append(jobs, river.InsertManyParams{Args: IndexReplyArgs{BotID: b.ID, ChatID: post.ChatID, MessageID: post.MessageID}})
 		}
 		if out.NeedR2Write && w.d.R2Enabled {
-			jobs = append(jobs, river.InsertManyParams{Args: R2SyncArgs{UniqueID: post.UniqueID}})
+			// A short delay lets the other bots' sightings of the post land
+			// first: one create instead of a create and ten merges.
+			jobs = append(jobs, river.InsertManyParams{Args: R2SyncArgs{UniqueID: post.UniqueID},
+				InsertOpts: &river.InsertOpts{ScheduledAt: time.Now().Add(r2Debounce)}})
 		}
-		if len(jobs) > 0 {
-			if _, err := client.InsertManyTx(ctx, tx, jobs); err != nil {
-				return fmt.Errorf("queue index jobs for %s: %w", post.UniqueID, err)
-			}
+		if len(jobs) == 0 {
+			return nil
+		}
+		if _, err := client.InsertManyTx(ctx, tx, jobs); err != nil {
+			return fmt.Errorf("queue index jobs for %s: %w", post.UniqueID, err)
 		}
 		return nil
+	}
+	if w.d.IndexBatcher != nil {
+		// Concurrent sightings (eleven bots see every post) share one
+		// transaction; the jobs still commit with each sighting's rows.
+		_, err := w.d.IndexBatcher.Index(ctx, post, queue)
+		return err
+	}
+	return pgx.BeginFunc(ctx, w.d.Pool, func(tx pgx.Tx) error {
+		out, err := ix.Index(ctx, tx, post)
+		if err != nil {
+			return err
+		}
+		return queue(ctx, tx, out)
 	})
 }
 

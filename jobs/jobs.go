@@ -43,6 +43,9 @@ type Deps struct {
 	Logger *slog.Logger
 	// Index is the channel file index; nil disables indexing, /find, /get.
 	Index *index.Indexer
+	// IndexBatcher, when set (and running), groups concurrent sightings
+	// into shared transactions.
+	IndexBatcher *index.Batcher
 	// R2Enabled queues R2 writes for new file_ids (R2 is configured).
 	R2Enabled bool
 	// MTProto gives each bot's MTProto client; nil disables uploads.
@@ -96,7 +99,7 @@ func NewClient(d *Deps, opts ClientOptions) (*river.Client[pgx.Tx], error) {
 		cfg.Queues = map[string]river.QueueConfig{
 			QueueUpdates: {MaxWorkers: 64},
 			QueueIndex:   {MaxWorkers: 32},
-			QueueR2:      {MaxWorkers: 8},
+			QueueR2:      {MaxWorkers: 32},
 			QueueUploads: {MaxWorkers: 2},
 		}
 	}
