@@ -11,6 +11,13 @@ pw_url="postgres://postgres:postgres@127.0.0.1:5432/postgres?sslmode=disable"
 reachable() { psql "$1" -qtAc 'select 1' >/dev/null 2>&1; }
 say() { echo "ensure-postgres: $*" >&2; }
 
+# A URL given explicitly is the only one used: never fall back to another server.
+if [ -n "${TEST_DATABASE_URL:-}" ]; then
+  reachable "$TEST_DATABASE_URL" && { echo "$TEST_DATABASE_URL"; exit 0; }
+  say "TEST_DATABASE_URL is set but PostgreSQL does not answer there (psql could not connect)"
+  exit 1
+fi
+
 if command -v psql >/dev/null 2>&1; then
   reachable "$url" && { echo "$url"; exit 0; }
   reachable "$pw_url" && { echo "$pw_url"; exit 0; }
