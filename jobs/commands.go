@@ -70,15 +70,19 @@ func (w *UpdateWorker) command(ctx context.Context, b *botapi.Bot, m *models.Mes
 	if cmd.Admin && (m.From == nil || !w.d.Config.IsAdmin(m.From.ID)) {
 		return w.reply(ctx, b, chat, refusal)
 	}
+	// Commands that act in the chat themselves; the rest answer with text.
 	switch cmd.Name {
 	case "upload":
 		return w.upload(ctx, b, m, args)
+	case "get":
+		text, err := w.get(ctx, chat, args)
+		if err != nil || text == "" {
+			return err
+		}
+		return w.reply(ctx, b, chat, text)
 	}
 	text, err := w.run(ctx, cmd.Name, args)
-	if cmd.Name == "get" && err == nil {
-		text, err = w.get(ctx, chat, args)
-	}
-	if err != nil || text == "" {
+	if err != nil {
 		return err
 	}
 	return w.reply(ctx, b, chat, text)
@@ -114,8 +118,6 @@ func (w *UpdateWorker) run(ctx context.Context, name, args string) (string, erro
 		return sb.String(), nil
 	case "find":
 		return w.find(ctx, args)
-	case "get":
-		return "", nil // needs the chat: handled by command
 	}
 	return "", fmt.Errorf("command %s: %w", name, errNotReady)
 }

@@ -20,7 +20,6 @@ import (
 
 	"github.com/ferry-dev/ferry/botapi"
 	"github.com/ferry-dev/ferry/config"
-	"github.com/ferry-dev/ferry/db"
 	"github.com/ferry-dev/ferry/index"
 	"github.com/ferry-dev/ferry/jobs"
 	"github.com/ferry-dev/ferry/mtproto"
@@ -55,14 +54,11 @@ func runServer(ctx context.Context, logger *slog.Logger, m mode) error {
 	}
 	logger.Info("starting", "mode", m.String(), "config", cfg)
 
-	pool, err := db.Open(ctx, cfg.DatabaseURL)
+	pool, err := openMigrated(ctx, cfg, logger)
 	if err != nil {
 		return err
 	}
 	defer pool.Close()
-	if err := db.Migrate(ctx, pool, logger); err != nil {
-		return err
-	}
 	bots, err := botapi.New(cfg.Bots, cfg.BotAPIURL, nil, logger)
 	if err != nil {
 		return err
@@ -217,14 +213,11 @@ func runMigrate(ctx context.Context, logger *slog.Logger) error {
 	if err := cfg.Check(config.NeedDatabase); err != nil {
 		return err
 	}
-	pool, err := db.Open(ctx, cfg.DatabaseURL)
+	pool, err := openMigrated(ctx, cfg, logger)
 	if err != nil {
 		return err
 	}
 	defer pool.Close()
-	if err := db.Migrate(ctx, pool, logger); err != nil {
-		return err
-	}
 	logger.Info("migrations current")
 	return nil
 }

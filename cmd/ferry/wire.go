@@ -56,14 +56,11 @@ func runR2(ctx context.Context, logger *slog.Logger, stdout io.Writer, args []st
 	if !cfg.R2.Enabled() {
 		return fmt.Errorf("missing required settings: R2_BUCKET and R2_ENDPOINT (or R2_ACCOUNT_ID)")
 	}
-	pool, err := db.Open(ctx, cfg.DatabaseURL)
+	pool, err := openMigrated(ctx, cfg, logger)
 	if err != nil {
 		return err
 	}
 	defer pool.Close()
-	if err := db.Migrate(ctx, pool, logger); err != nil {
-		return err
-	}
 	ix, _, err := newIndex(cfg, pool, logger)
 	if err != nil {
 		return err
@@ -75,4 +72,18 @@ func runR2(ctx context.Context, logger *slog.Logger, stdout io.Writer, args []st
 	})
 	fmt.Fprintf(stdout, "%d files synced to R2 bucket %s\n", n, cfg.R2.Bucket)
 	return err
+}
+
+// openMigrated connects to DATABASE_URL and brings both schemas up to date;
+// every command that touches the database starts this way.
+func openMigrated(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*pgxpool.Pool, error) {
+	pool, err := db.Open(ctx, cfg.DatabaseURL)
+	if err != nil {
+		return nil, err
+	}
+	if err := db.Migrate(ctx, pool, logger); err != nil {
+		pool.Close()
+		return nil, err
+	}
+	return pool, nil
 }
