@@ -2,6 +2,7 @@ package jobs
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"html"
@@ -73,8 +74,9 @@ func (R2SweepArgs) InsertOpts() river.InsertOpts {
 	return river.InsertOpts{Queue: QueueR2, UniqueOpts: river.UniqueOpts{ByArgs: true, ByState: unfinished}}
 }
 
-// indexPost records one bot's sighting of a channel file; the reply and the
-// R2 write are committed with the rows, as their own jobs.
+// indexPost records one bot's sighting of a channel file that arrived as an
+// update job (the intake normally routes them to index_post jobs); the reply
+// and the R2 write are committed with the rows, as their own jobs.
 func (w *UpdateWorker) indexPost(ctx context.Context, b *botapi.Bot, msg *models.Message) error {
 	ix := w.d.Index
 	if ix == nil {
@@ -104,12 +106,6 @@ func (w *UpdateWorker) indexPost(ctx context.Context, b *botapi.Bot, msg *models
 		}
 		return nil
 	}
-	if w.d.IndexBatcher != nil {
-		// Concurrent sightings (eleven bots see every post) share one
-		// transaction; the jobs still commit with each sighting's rows.
-		_, err := w.d.IndexBatcher.Index(ctx, post, queue)
-		return err
-	}
 	return pgx.BeginFunc(ctx, w.d.Pool, func(tx pgx.Tx) error {
 		out, err := ix.Index(ctx, tx, post)
 		if err != nil {
@@ -117,6 +113,125 @@ func (w *UpdateWorker) indexPost(ctx context.Context, b *botapi.Bot, msg *models
 		}
 		return queue(ctx, tx, out)
 	})
+}
+
+// IndexPostArgs indexes every sighting of one channel post recorded by the
+// intake. Unique until finished: eleven bots' sightings make one job.
+type IndexPostArgs struct {
+	ChatID    int64 `json:"chat_id" river:"unique"`
+	MessageID int64 `json:"message_id" river:"unique"`
+}
+
+// Kind names the job.
+func (IndexPostArgs) Kind() string { return "index_post" }
+
+// InsertOpts: unique per post until finished, on the index queue.
+func (IndexPostArgs) InsertOpts() river.InsertOpts {
+	return river.InsertOpts{Queue: QueueIndex, UniqueOpts: river.UniqueOpts{ByArgs: true, ByState: unfinished}}
+}
+
+// IndexPostWorker indexes a post's sightings in one transaction.
+type IndexPostWorker struct {
+	river.WorkerDefaults[IndexPostArgs]
+	d *Deps
+}
+
+// Work takes the post's sightings, indexes them together and queues the
+// reply and R2 jobs with them. It completes in a transaction holding the
+// post's advisory lock exclusively after seeing no sighting left; the intake
+// holds it shared while adding sightings, so a sighting either is seen here
+// or finds this job finished and queues a new one.
+func (w *IndexPostWorker) Work(ctx context.Context, job *river.Job[IndexPostArgs]) error {
+	a := job.Args
+	client := river.ClientFromContext[pgx.Tx](ctx)
+	for round := 0; round < 10; round++ {
+		err := pgx.BeginFunc(ctx, w.d.Pool, func(tx pgx.Tx) error {
+			return w.indexSightings(ctx, tx, client, a)
+		})
+		if err != nil {
+			return err
+		}
+		var done bool
+		err = pgx.BeginFunc(ctx, w.d.Pool, func(tx pgx.Tx) error {
+			if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(post_lock_key($1, $2))`, a.ChatID, a.MessageID); err != nil {
+				return fmt.Errorf("lock post %d/%d: %w", a.ChatID, a.MessageID, err)
+			}
+			var left bool
+			err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM post_sightings WHERE chat_id = $1 AND message_id = $2)`,
+				a.ChatID, a.MessageID).Scan(&left)
+			if err != nil || left {
+				return err
+			}
+			if _, err := river.JobCompleteTx[*riverpgxv5.Driver](ctx, tx, job); err != nil {
+				return fmt.Errorf("complete index job for post %d/%d: %w", a.ChatID, a.MessageID, err)
+			}
+			done = true
+			return nil
+		})
+		if err != nil || done {
+			return err
+		}
+	}
+	return fmt.Errorf("post %d/%d: sightings still arriving after 10 rounds", a.ChatID, a.MessageID)
+}
+
+func (w *IndexPostWorker) indexSightings(ctx context.Context, tx pgx.Tx, client *river.Client[pgx.Tx], a IndexPostArgs) error {
+	rows, err := tx.Query(ctx, `
+		DELETE FROM post_sightings WHERE chat_id = $1 AND message_id = $2
+		RETURNING bot_id, update_json`, a.ChatID, a.MessageID)
+	if err != nil {
+		return fmt.Errorf("take sightings of post %d/%d: %w", a.ChatID, a.MessageID, err)
+	}
+	var posts []index.Post
+	for rows.Next() {
+		var botID int64
+		var raw []byte
+		if err := rows.Scan(&botID, &raw); err != nil {
+			rows.Close()
+			return fmt.Errorf("read sighting: %w", err)
+		}
+		b, ok := w.d.Bots.ByID(botID)
+		var u models.Update
+		if !ok || json.Unmarshal(raw, &u) != nil {
+			continue // a bot removed from the config, or not an update: nothing to index
+		}
+		msg := u.ChannelPost
+		if msg == nil {
+			msg = u.Message
+		}
+		if p, ok := index.PostFromMessage(b.Slot, b.ID, msg); ok {
+			posts = append(posts, p)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("read sightings: %w", err)
+	}
+	if len(posts) == 0 {
+		return nil
+	}
+	outs, err := w.d.Index.IndexMany(ctx, tx, posts)
+	if err != nil {
+		return err
+	}
+	var jobs []river.InsertManyParams
+	needR2 := false
+	for i, out := range outs {
+		if out.Reply {
+			jobs = append(jobs, river.InsertManyParams{Args: IndexReplyArgs{BotID: posts[i].BotID, ChatID: a.ChatID, MessageID: a.MessageID}})
+		}
+		needR2 = needR2 || out.NeedR2Write
+	}
+	if needR2 && w.d.R2Enabled {
+		jobs = append(jobs, river.InsertManyParams{Args: R2SyncArgs{UniqueID: posts[0].UniqueID},
+			InsertOpts: &river.InsertOpts{ScheduledAt: time.Now().Add(r2Debounce)}})
+	}
+	if len(jobs) == 0 {
+		return nil
+	}
+	if _, err := client.InsertManyTx(ctx, tx, jobs); err != nil {
+		return fmt.Errorf("queue jobs for post %d/%d: %w", a.ChatID, a.MessageID, err)
+	}
+	return nil
 }
 
 // IndexReplyWorker sends the one reply of an indexed post.

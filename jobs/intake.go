@@ -1,12 +1,15 @@
 package jobs
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
+	"github.com/go-telegram/bot/models"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/riverqueue/river"
@@ -18,6 +21,24 @@ type Update struct {
 	BotID    int64
 	UpdateID int64
 	Raw      []byte
+	// Sighting is set for a file posted in a channel or group: the intake
+	// records it for the post's index job instead of making an update job.
+	Sighting *Sighting
+}
+
+// Sighting names the post a channel-file update is about.
+type Sighting struct{ ChatID, MessageID int64 }
+
+// SightingOf returns the post of a channel-file update, or nil.
+func SightingOf(u *models.Update) *Sighting {
+	if u == nil || Classify(u) != KindChannelFile {
+		return nil
+	}
+	m := u.ChannelPost
+	if m == nil {
+		m = u.Message
+	}
+	return &Sighting{ChatID: m.Chat.ID, MessageID: int64(m.ID)}
 }
 
 // Intake makes updates durable: Submit returns only after the update's River
@@ -32,6 +53,8 @@ type Intake struct {
 	window   time.Duration
 	flushers int
 	observe  func(batch int, took time.Duration, err error)
+	// sightings routes channel files to index_post jobs (the index is on).
+	sightings bool
 }
 
 type pending struct {
@@ -50,6 +73,11 @@ func WithBatch(max int, window time.Duration) IntakeOption {
 
 // WithFlushers sets how many transactions may be in flight at once.
 func WithFlushers(n int) IntakeOption { return func(in *Intake) { in.flushers = n } }
+
+// WithSightings records channel-file updates as post sightings, indexed by
+// one job per post, instead of one update job per bot: eleven bots seeing a
+// post then cost one job, not eleven.
+func WithSightings(on bool) IntakeOption { return func(in *Intake) { in.sightings = on } }
 
 // WithObserver is called after every commit attempt (metrics).
 func WithObserver(f func(batch int, took time.Duration, err error)) IntakeOption {
@@ -157,6 +185,11 @@ func (in *Intake) flushLoop(ctx context.Context) {
 func (in *Intake) commit(ctx context.Context, batch []*pending) error {
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
+	// Rows are written in key order so that two batches holding the same
+	// keys lock them in the same order and cannot deadlock.
+	slices.SortFunc(batch, func(a, b *pending) int {
+		return cmp.Or(cmp.Compare(a.u.BotID, b.u.BotID), cmp.Compare(a.u.UpdateID, b.u.UpdateID))
+	})
 	botIDs := make([]int64, len(batch))
 	updateIDs := make([]int64, len(batch))
 	byKey := make(map[[2]int64]*pending, len(batch))
@@ -178,6 +211,10 @@ func (in *Intake) commit(ctx context.Context, batch []*pending) error {
 		return fmt.Errorf("record updates: %w", err)
 	}
 	var params []river.InsertManyParams
+	var sChats, sMsgs, sBots []int64
+	var sRaw [][]byte
+	posts := map[Sighting]bool{}
+	var postJobs []Sighting
 	for rows.Next() {
 		var k [2]int64
 		if err := rows.Scan(&k[0], &k[1]); err != nil {
@@ -185,10 +222,42 @@ func (in *Intake) commit(ctx context.Context, batch []*pending) error {
 			return fmt.Errorf("scan update key: %w", err)
 		}
 		p := byKey[k]
+		if s := p.u.Sighting; s != nil && in.sightings {
+			sChats, sMsgs, sBots, sRaw = append(sChats, s.ChatID), append(sMsgs, s.MessageID), append(sBots, k[0]), append(sRaw, p.u.Raw)
+			if !posts[*s] {
+				posts[*s] = true
+				postJobs = append(postJobs, *s)
+			}
+			continue
+		}
 		params = append(params, river.InsertManyParams{Args: UpdateArgs{BotID: k[0], UpdateID: k[1], Update: p.u.Raw}})
 	}
 	if err := rows.Err(); err != nil {
 		return fmt.Errorf("record updates: %w", err)
+	}
+	slices.SortFunc(postJobs, func(a, b Sighting) int {
+		return cmp.Or(cmp.Compare(a.ChatID, b.ChatID), cmp.Compare(a.MessageID, b.MessageID))
+	})
+	for _, s := range postJobs {
+		params = append(params, river.InsertManyParams{Args: IndexPostArgs{ChatID: s.ChatID, MessageID: s.MessageID}})
+	}
+	if len(sChats) > 0 {
+		// The shared post locks make an index_post job that is finishing
+		// wait for these rows, or these rows wait for it to finish (see
+		// IndexPostWorker): a sighting is never left without a job.
+		_, err := tx.Exec(ctx, `
+			SELECT pg_advisory_xact_lock_shared(k) FROM (
+				SELECT DISTINCT post_lock_key(c, m) AS k FROM unnest($1::bigint[], $2::bigint[]) AS t(c, m) ORDER BY 1) s`, sChats, sMsgs)
+		if err != nil {
+			return fmt.Errorf("lock posts: %w", err)
+		}
+		_, err = tx.Exec(ctx, `
+			INSERT INTO post_sightings (chat_id, message_id, bot_id, update_json)
+			SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bytea[])
+			ON CONFLICT DO NOTHING`, sChats, sMsgs, sBots, sRaw)
+		if err != nil {
+			return fmt.Errorf("record sightings: %w", err)
+		}
 	}
 	if len(params) > 0 {
 		if _, err := in.client.InsertManyTx(ctx, tx, params); err != nil {

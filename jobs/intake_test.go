@@ -160,3 +160,49 @@ func TestIntakeReportsDatabaseFailure(t *testing.T) {
 		t.Fatalf("%d jobs after recovery", n)
 	}
 }
+
+// TestIntakeRoutesSightingsToOneJobPerPost: eleven bots' updates about one
+// channel post become eleven sighting rows and a single index_post job,
+// whether they arrive together or in separate batches.
+func TestIntakeRoutesSightingsToOneJobPerPost(t *testing.T) {
+	pool := dbtest.New(t)
+	d := testDeps(t, pool, "http://127.0.0.1:1", nil)
+	client, err := jobs.NewClient(d, jobs.ClientOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := jobs.NewIntake(pool, client, d.Logger, jobs.WithSightings(true))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { in.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+
+	post := &jobs.Sighting{ChatID: -1001, MessageID: 5}
+	var wg sync.WaitGroup
+	for bot := int64(1); bot <= 11; bot++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := in.Submit(context.Background(), jobs.Update{BotID: bot, UpdateID: 100, Raw: raw(100), Sighting: post}); err != nil {
+				t.Error(err)
+			}
+		}()
+		if bot == 6 {
+			wg.Wait() // a second batch
+		}
+	}
+	wg.Wait()
+	// A command update is still an update job.
+	if err := in.Submit(context.Background(), jobs.Update{BotID: 1, UpdateID: 101, Raw: raw(101)}); err != nil {
+		t.Fatal(err)
+	}
+	if n := count(t, pool, `SELECT count(*) FROM post_sightings WHERE chat_id = -1001 AND message_id = 5`); n != 11 {
+		t.Fatalf("%d sightings", n)
+	}
+	if n := count(t, pool, `SELECT count(*) FROM river_job WHERE kind = 'index_post'`); n != 1 {
+		t.Fatalf("%d index_post jobs", n)
+	}
+	if n := count(t, pool, `SELECT count(*) FROM river_job WHERE kind = 'update'`); n != 1 {
+		t.Fatalf("%d update jobs", n)
+	}
+}

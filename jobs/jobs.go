@@ -43,9 +43,6 @@ type Deps struct {
 	Logger *slog.Logger
 	// Index is the channel file index; nil disables indexing, /find, /get.
 	Index *index.Indexer
-	// IndexBatcher, when set (and running), groups concurrent sightings
-	// into shared transactions.
-	IndexBatcher *index.Batcher
 	// R2Enabled queues R2 writes for new file_ids (R2 is configured).
 	R2Enabled bool
 	// MTProto gives each bot's MTProto client; nil disables uploads.
@@ -72,6 +69,7 @@ func NewClient(d *Deps, opts ClientOptions) (*river.Client[pgx.Tx], error) {
 	workers := river.NewWorkers()
 	river.AddWorker(workers, &UpdateWorker{d: d})
 	river.AddWorker(workers, &IndexReplyWorker{d: d})
+	river.AddWorker(workers, &IndexPostWorker{d: d})
 	river.AddWorker(workers, &R2SyncWorker{d: d})
 	river.AddWorker(workers, &R2SweepWorker{d: d})
 	river.AddWorker(workers, &UploadWorker{d: d})

@@ -59,11 +59,11 @@ func (h *handler) accept(c echo.Context) (int, string) {
 	if int64(len(body)) > h.maxBody {
 		return http.StatusRequestEntityTooLarge, "update too large"
 	}
-	id, err := ParseUpdate(body)
+	id, u, err := ParseUpdate(body)
 	if err != nil {
 		return http.StatusBadRequest, err.Error()
 	}
-	if err := h.intake.Submit(c.Request().Context(), jobs.Update{BotID: b.ID, UpdateID: id, Raw: body}); err != nil {
+	if err := h.intake.Submit(c.Request().Context(), jobs.Update{BotID: b.ID, UpdateID: id, Raw: body, Sighting: jobs.SightingOf(u)}); err != nil {
 		h.logger.Error("update not committed; Telegram will retry", "bot", b, "update_id", id, "err", err)
 		return http.StatusServiceUnavailable, "try again"
 	}
@@ -71,21 +71,21 @@ func (h *handler) accept(c echo.Context) (int, string) {
 }
 
 // ParseUpdate checks that body is an update our workers can decode and
-// returns its update_id. A malformed update is refused before it becomes a
-// job that could never succeed.
-func ParseUpdate(body []byte) (int64, error) {
+// returns its update_id and the decoded update. A malformed update is refused
+// before it becomes a job that could never succeed.
+func ParseUpdate(body []byte) (int64, *models.Update, error) {
 	var head struct {
 		UpdateID *int64 `json:"update_id"`
 	}
 	if err := json.Unmarshal(body, &head); err != nil {
-		return 0, errors.New("malformed JSON")
+		return 0, nil, errors.New("malformed JSON")
 	}
 	if head.UpdateID == nil || *head.UpdateID < 0 {
-		return 0, errors.New("update_id missing")
+		return 0, nil, errors.New("update_id missing")
 	}
 	var u models.Update
 	if err := json.Unmarshal(body, &u); err != nil {
-		return 0, errors.New("not a Bot API update")
+		return 0, nil, errors.New("not a Bot API update")
 	}
-	return *head.UpdateID, nil
+	return *head.UpdateID, &u, nil
 }

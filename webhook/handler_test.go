@@ -160,7 +160,7 @@ func FuzzParseUpdate(f *testing.F) {
 	f.Add([]byte(`{"update_id":`))
 	f.Add([]byte(`{"update_id":1,"channel_post":{"message_id":1,"date":1,"chat":{"id":-100,"type":"channel"}}}`))
 	f.Fuzz(func(t *testing.T, body []byte) {
-		id, err := webhook.ParseUpdate(body)
+		id, _, err := webhook.ParseUpdate(body)
 		if err == nil && id < 0 {
 			t.Fatalf("accepted negative update_id %d", id)
 		}

@@ -20,7 +20,6 @@ import (
 
 	"github.com/ferry-dev/ferry/botapi"
 	"github.com/ferry-dev/ferry/config"
-	"github.com/ferry-dev/ferry/index"
 	"github.com/ferry-dev/ferry/jobs"
 	"github.com/ferry-dev/ferry/mtproto"
 	"github.com/ferry-dev/ferry/webhook"
@@ -69,7 +68,6 @@ func runServer(ctx context.Context, logger *slog.Logger, m mode) error {
 	}
 	deps := &jobs.Deps{Pool: pool, Config: cfg, Bots: bots, Logger: logger, Index: ix, R2Enabled: r2Enabled}
 	if m != modeWeb {
-		deps.IndexBatcher = ix.NewBatcher(index.BatcherOptions{})
 		mt, err := jobs.NewMTProtoClients(cfg, pool, logger)
 		if err != nil {
 			logger.Warn("uploads disabled", "reason", err.Error())
@@ -91,14 +89,10 @@ func runServer(ctx context.Context, logger *slog.Logger, m mode) error {
 	defer cancel()
 	var wg sync.WaitGroup
 	goRun := func(f func()) { wg.Add(1); go func() { defer wg.Done(); f() }() }
-	if deps.IndexBatcher != nil {
-		// Stopped after the workers (runCtx ends last), so no sighting waits on it.
-		goRun(func() { _ = deps.IndexBatcher.Run(runCtx) })
-	}
 
 	var intake *jobs.Intake
 	if m != modeWorker {
-		intake = jobs.NewIntake(pool, client, logger, jobs.WithObserver(metrics.ObserveCommit))
+		intake = jobs.NewIntake(pool, client, logger, jobs.WithObserver(metrics.ObserveCommit), jobs.WithSightings(ix != nil))
 		goRun(func() { intake.Run(runCtx) })
 	}
 	opts := webhook.Options{
