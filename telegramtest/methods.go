@@ -231,17 +231,8 @@ func (s *Server) sendMessage(r *request) (any, *apiError) {
 	if utf16Length(f.Text) > 4096 {
 		return nil, badRequest("message is too long")
 	}
-	mk, canon, err := s.markupParam(r, false)
+	mk, canon, err := s.checkSendLocked(r, cs)
 	if err != nil {
-		return nil, err
-	}
-	if err := s.checkReplyLocked(r, cs); err != nil {
-		return nil, err
-	}
-	if err := s.checkPostLocked(r, cs); err != nil {
-		return nil, err
-	}
-	if err := s.rateLimitLocked(r, cs, false); err != nil {
 		return nil, err
 	}
 	m := s.newMessageLocked(r, cs)
@@ -678,17 +669,8 @@ func sendMedia(kind FileKind, field string) func(*Server, *request) (any, *apiEr
 		if utf16Length(f.Text) > 1024 {
 			return nil, badRequest("message caption is too long")
 		}
-		mk, canon, err := s.markupParam(r, false)
+		mk, canon, err := s.checkSendLocked(r, cs)
 		if err != nil {
-			return nil, err
-		}
-		if err := s.checkReplyLocked(r, cs); err != nil {
-			return nil, err
-		}
-		if err := s.checkPostLocked(r, cs); err != nil {
-			return nil, err
-		}
-		if err := s.rateLimitLocked(r, cs, false); err != nil {
 			return nil, err
 		}
 		m := s.newMessageLocked(r, cs)
@@ -906,4 +888,24 @@ func (s *Server) rateLimitLocked(r *request, cs *chatState, edit bool) *apiError
 	}
 	r.bot.rateHistory[key] = append(kept, now)
 	return nil
+}
+
+// checkSendLocked runs what Telegram checks before any message is sent: the
+// reply_markup, the message replied to, the right to post in the chat and
+// the rate limit. It returns the parsed markup and its canonical form.
+func (s *Server) checkSendLocked(r *request, cs *chatState) (*models.InlineKeyboardMarkup, string, *apiError) {
+	mk, canon, err := s.markupParam(r, false)
+	if err != nil {
+		return nil, "", err
+	}
+	if err := s.checkReplyLocked(r, cs); err != nil {
+		return nil, "", err
+	}
+	if err := s.checkPostLocked(r, cs); err != nil {
+		return nil, "", err
+	}
+	if err := s.rateLimitLocked(r, cs, false); err != nil {
+		return nil, "", err
+	}
+	return mk, canon, nil
 }
