@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"regexp"
 	"strconv"
@@ -288,5 +289,44 @@ func TestWebhookCommand(t *testing.T) {
 	run("webhook", "delete")
 	if info := run("webhook", "info"); !strings.Contains(info, "url=(none)") {
 		t.Fatalf("after delete: %s", info)
+	}
+}
+
+// TestRiverUIBehindBasicAuth: the real River UI is served only with
+// credentials, and not at all when none are configured.
+func TestRiverUIBehindBasicAuth(t *testing.T) {
+	w := newWorld(t, map[string]string{"RIVERUI_USER": "admin", "RIVERUI_PASSWORD": "s3cret"})
+	p := start(t, w.env, "serve")
+	p.waitReady(t, time.Now())
+	get := func(user, pass, path string) (int, string) {
+		req, _ := http.NewRequest(http.MethodGet, p.url(path), nil)
+		if user != "" {
+			req.SetBasicAuth(user, pass)
+		}
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		b, _ := io.ReadAll(res.Body)
+		return res.StatusCode, string(b)
+	}
+	if code, _ := get("", "", "/riverui/"); code != 401 {
+		t.Fatalf("no credentials: %d", code)
+	}
+	if code, _ := get("admin", "wrong", "/riverui/api/jobs?state=available"); code != 401 {
+		t.Fatalf("wrong password: %d", code)
+	}
+	if code, body := get("admin", "s3cret", "/riverui/"); code != 200 || !strings.Contains(strings.ToLower(body), "<html") {
+		t.Fatalf("with credentials: %d %.200s", code, body)
+	}
+	if code, body := get("admin", "s3cret", "/riverui/api/jobs?state=available"); code != 200 || !strings.Contains(body, "data") {
+		t.Fatalf("River UI API: %d %.200s", code, body)
+	}
+
+	open := start(t, newWorld(t, nil).env, "serve")
+	open.waitReady(t, time.Now())
+	if res, err := http.Get(open.url("/riverui/")); err != nil || res.StatusCode != 404 {
+		t.Fatalf("River UI without configured credentials: %v %v", res, err)
 	}
 }
