@@ -25,13 +25,16 @@ test: vet
 # Benchmarks: figures are reported as ratios measured in one run.
 bench:
 	@url=$$(scripts/ensure-postgres.sh) && \
-	TEST_DATABASE_URL=$$url $(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./webhook/ ./cmd/ferry/ && \
+	TEST_DATABASE_URL=$$url FERRY_BENCH_POSTS=1000 $(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./webhook/ ./cmd/ferry/ && \
 	TEST_DATABASE_URL=$$url $(GO) test -run '^$$' -bench 'BenchmarkIndex(Many|Batcher)?ElevenBots$$' -benchtime 3000x -timeout 30m ./index/ && \
 	TEST_DATABASE_URL=$$url $(GO) test -run '^$$' -bench 'BenchmarkUpload(VsStock|Latency|2000MiB)' -benchtime 3x -timeout 30m ./mtproto/
 
+# Soak: every test five times (shakes out timing-dependent failures), then
+# 5,000 channel posts through 11 bots end to end.
 soak:
 	@url=$$(scripts/ensure-postgres.sh) && \
-	TEST_DATABASE_URL=$$url FERRY_LONG=1 $(GO) test -count=1 -timeout 90m ./...
+	TEST_DATABASE_URL=$$url $(GO) test -count=5 -timeout 90m ./... && \
+	TEST_DATABASE_URL=$$url FERRY_BENCH_POSTS=5000 $(GO) test -run '^$$' -bench IndexEndToEnd -benchtime 1x -timeout 60m ./cmd/ferry/
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzParseUpdate -fuzztime 60s ./webhook/
