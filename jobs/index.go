@@ -87,32 +87,41 @@ func (w *UpdateWorker) indexPost(ctx context.Context, b *botapi.Bot, msg *models
 		return nil
 	}
 	client := river.ClientFromContext[pgx.Tx](ctx)
-	queue := func(ctx context.Context, tx pgx.Tx, out index.Outcome) error {
-		var jobs []river.InsertManyParams
-		if out.Reply {
-			jobs = append(jobs, river.InsertManyParams{Args: IndexReplyArgs{BotID: b.ID, ChatID: post.ChatID, MessageID: post.MessageID}})
-		}
-		if out.NeedR2Write && w.d.R2Enabled {
-			// A short delay lets the other bots' sightings of the post land
-			// first: one create instead of a create and ten merges.
-			jobs = append(jobs, river.InsertManyParams{Args: R2SyncArgs{UniqueID: post.UniqueID},
-				InsertOpts: &river.InsertOpts{ScheduledAt: time.Now().Add(r2Debounce)}})
-		}
-		if len(jobs) == 0 {
-			return nil
-		}
-		if _, err := client.InsertManyTx(ctx, tx, jobs); err != nil {
-			return fmt.Errorf("queue index jobs for %s: %w", post.UniqueID, err)
-		}
-		return nil
-	}
 	return pgx.BeginFunc(ctx, w.d.Pool, func(tx pgx.Tx) error {
 		out, err := ix.Index(ctx, tx, post)
 		if err != nil {
 			return err
 		}
-		return queue(ctx, tx, out)
+		return queueIndexJobs(ctx, tx, client, w.d.R2Enabled, []index.Post{post}, []index.Outcome{out})
 	})
+}
+
+// queueIndexJobs inserts, in the transaction that recorded the sightings,
+// the reply job of the sighting that claimed its post and one R2 job per file
+// that has file_ids not yet in R2.
+func queueIndexJobs(ctx context.Context, tx pgx.Tx, client *river.Client[pgx.Tx], r2Enabled bool, posts []index.Post, outs []index.Outcome) error {
+	var jobs []river.InsertManyParams
+	r2 := map[string]bool{}
+	for i, out := range outs {
+		p := posts[i]
+		if out.Reply {
+			jobs = append(jobs, river.InsertManyParams{Args: IndexReplyArgs{BotID: p.BotID, ChatID: p.ChatID, MessageID: p.MessageID}})
+		}
+		if out.NeedR2Write && r2Enabled && !r2[p.UniqueID] {
+			r2[p.UniqueID] = true
+			// A short delay lets the other bots' sightings of the post land
+			// first: one create instead of a create and ten merges.
+			jobs = append(jobs, river.InsertManyParams{Args: R2SyncArgs{UniqueID: p.UniqueID},
+				InsertOpts: &river.InsertOpts{ScheduledAt: time.Now().Add(r2Debounce)}})
+		}
+	}
+	if len(jobs) == 0 {
+		return nil
+	}
+	if _, err := client.InsertManyTx(ctx, tx, jobs); err != nil {
+		return fmt.Errorf("queue index jobs for %s: %w", posts[0].UniqueID, err)
+	}
+	return nil
 }
 
 // IndexPostArgs indexes every sighting of one channel post recorded by the
@@ -213,25 +222,7 @@ func (w *IndexPostWorker) indexSightings(ctx context.Context, tx pgx.Tx, client 
 	if err != nil {
 		return err
 	}
-	var jobs []river.InsertManyParams
-	needR2 := false
-	for i, out := range outs {
-		if out.Reply {
-			jobs = append(jobs, river.InsertManyParams{Args: IndexReplyArgs{BotID: posts[i].BotID, ChatID: a.ChatID, MessageID: a.MessageID}})
-		}
-		needR2 = needR2 || out.NeedR2Write
-	}
-	if needR2 && w.d.R2Enabled {
-		jobs = append(jobs, river.InsertManyParams{Args: R2SyncArgs{UniqueID: posts[0].UniqueID},
-			InsertOpts: &river.InsertOpts{ScheduledAt: time.Now().Add(r2Debounce)}})
-	}
-	if len(jobs) == 0 {
-		return nil
-	}
-	if _, err := client.InsertManyTx(ctx, tx, jobs); err != nil {
-		return fmt.Errorf("queue jobs for post %d/%d: %w", a.ChatID, a.MessageID, err)
-	}
-	return nil
+	return queueIndexJobs(ctx, tx, client, w.d.R2Enabled, posts, outs)
 }
 
 // IndexReplyWorker sends the one reply of an indexed post.

@@ -62,7 +62,6 @@ type ProgressMessage struct {
 	mu     sync.Mutex
 	latest string
 	wake   chan struct{}
-	edits  int
 }
 
 // NewProgressMessage edits message messageID in chatID; markup (e.g. a
@@ -82,9 +81,6 @@ func (p *ProgressMessage) Set(text string) {
 	default:
 	}
 }
-
-// Edits reports how many edits were sent (for tests and logs).
-func (p *ProgressMessage) Edits() int { p.mu.Lock(); defer p.mu.Unlock(); return p.edits }
 
 // Run edits the message until ctx is done.
 func (p *ProgressMessage) Run(ctx context.Context) {
@@ -142,9 +138,6 @@ func (p *ProgressMessage) edit(ctx context.Context, text string, markup models.R
 	_, err := p.bot.Client.EditMessageText(ctx, &bot.EditMessageTextParams{
 		ChatID: p.chatID, MessageID: p.messageID, Text: text, ParseMode: models.ParseModeHTML, ReplyMarkup: markup,
 	})
-	p.mu.Lock()
-	p.edits++
-	p.mu.Unlock()
 	if err != nil && strings.Contains(err.Error(), "message is not modified") {
 		return nil
 	}
