@@ -170,17 +170,7 @@ func TestHelperUploadProcess(t *testing.T) {
 		t.Skip("helper process for BenchmarkUpload2000MiB")
 	}
 	ctx := context.Background()
-	db, err := pgxpool.New(ctx, os.Getenv("FERRY_MT_DB"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	key, err := os.ReadFile(os.Getenv("FERRY_MT_KEY"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	threads, _ := strconv.Atoi(os.Getenv("FERRY_MT_THREADS"))
-	c := startClient(t, ctx, os.Getenv("FERRY_MT_ADDR"), key, db, threads)
+	db, c, threads := helperClient(t, ctx)
 	pool, err := c.Pool()
 	if err != nil {
 		t.Fatal(err)

@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 
@@ -128,3 +129,22 @@ func fileSHA(t testing.TB, path string) string {
 }
 
 func newDB(t testing.TB) *pgxpool.Pool { return dbtest.New(t) }
+
+// helperClient is the set-up shared by the re-executed child processes
+// (TestHelperProcess, TestHelperUploadProcess): the database, a started
+// client and the thread count, all from the FERRY_MT_* environment the
+// parent passes. The pool is closed when the test ends.
+func helperClient(t *testing.T, ctx context.Context) (*pgxpool.Pool, *mtproto.Client, int) {
+	t.Helper()
+	db, err := pgxpool.New(ctx, os.Getenv("FERRY_MT_DB"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(db.Close)
+	key, err := os.ReadFile(os.Getenv("FERRY_MT_KEY"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	threads, _ := strconv.Atoi(os.Getenv("FERRY_MT_THREADS"))
+	return db, startClient(t, ctx, os.Getenv("FERRY_MT_ADDR"), key, db, threads), threads
+}

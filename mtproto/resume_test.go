@@ -10,8 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
-
 	"github.com/ferry-dev/ferry/db/dbtest"
 	"github.com/ferry-dev/ferry/mtproto"
 	"github.com/ferry-dev/ferry/mtproto/mtprototest"
@@ -25,17 +23,7 @@ func TestHelperProcess(t *testing.T) {
 		t.Skip("helper process for TestKilledProcessResumes")
 	}
 	ctx := context.Background()
-	db, err := pgxpool.New(ctx, os.Getenv("FERRY_MT_DB"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	key, err := os.ReadFile(os.Getenv("FERRY_MT_KEY"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	threads, _ := strconv.Atoi(os.Getenv("FERRY_MT_THREADS"))
-	c := startClient(t, ctx, os.Getenv("FERRY_MT_ADDR"), key, db, threads)
+	db, c, threads := helperClient(t, ctx)
 	pool, err := c.Pool()
 	if err != nil {
 		t.Fatal(err)

@@ -135,6 +135,22 @@ func messageIDParam(r *request) (int, *apiError) {
 }
 
 // textParams parses a text or caption with its parse_mode and entities.
+// messageText reads a message's text and entities with Telegram's limits:
+// not empty and at most 4096 UTF-16 units once entities are parsed.
+func messageText(r *request) (formatted, *apiError) {
+	f, err := textParams(r, "text", "entities")
+	if err != nil {
+		return f, err
+	}
+	if f.Text == "" {
+		return f, badRequest("message text is empty")
+	}
+	if utf16Length(f.Text) > 4096 {
+		return f, badRequest("message is too long")
+	}
+	return f, nil
+}
+
 func textParams(r *request, textName, entitiesName string) (formatted, *apiError) {
 	text := r.str(textName)
 	if raw, ok := r.params[entitiesName]; ok && raw != "" {
@@ -221,15 +237,9 @@ func (s *Server) sendMessage(r *request) (any, *apiError) {
 	if err != nil {
 		return nil, err
 	}
-	f, err := textParams(r, "text", "entities")
+	f, err := messageText(r)
 	if err != nil {
 		return nil, err
-	}
-	if f.Text == "" {
-		return nil, badRequest("message text is empty")
-	}
-	if utf16Length(f.Text) > 4096 {
-		return nil, badRequest("message is too long")
 	}
 	mk, canon, err := s.checkSendLocked(r, cs)
 	if err != nil {
@@ -271,15 +281,9 @@ func (s *Server) editMessageText(r *request) (any, *apiError) {
 	if err != nil {
 		return nil, err
 	}
-	f, err := textParams(r, "text", "entities")
+	f, err := messageText(r)
 	if err != nil {
 		return nil, err
-	}
-	if f.Text == "" {
-		return nil, badRequest("message text is empty")
-	}
-	if utf16Length(f.Text) > 4096 {
-		return nil, badRequest("message is too long")
 	}
 	mk, canon, err := s.markupParam(r, true)
 	if err != nil {
