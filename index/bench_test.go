@@ -45,13 +45,6 @@ func BenchmarkIndexManyElevenBots(b *testing.B) {
 	benchIndex(b, batch)
 }
 
-// BenchmarkIndexBatcherElevenBots is the per-update worker model (one call
-// per sighting from FERRY_BENCH_WORKERS concurrent workers, default 16)
-// through a Batcher, which groups concurrent calls into shared
-// transactions: the wiring that keeps River's one-job-per-update shape and
-// still gets IndexMany's throughput.
-func BenchmarkIndexBatcherElevenBots(b *testing.B) { benchIndex(b, -1) }
-
 func benchIndex(b *testing.B, batch int) {
 	bots := 11
 	if v, err := strconv.Atoi(os.Getenv("FERRY_BENCH_BOTS")); err == nil && v > 0 {
@@ -109,14 +102,6 @@ func benchIndex(b *testing.B, batch int) {
 		remaining[i].Store(int32(bots))
 	}
 	var replies, syncs atomic.Int64
-	var bt *index.Batcher
-	if batch < 0 {
-		bt = ix.NewBatcher(index.BatcherOptions{})
-		runCtx, stop := context.WithCancel(ctx)
-		ran := make(chan error, 1)
-		go func() { ran <- bt.Run(runCtx) }()
-		defer func() { stop(); <-ran }()
-	}
 	errc := make(chan error, 1)
 	fail := func(err error) {
 		select {
@@ -136,13 +121,9 @@ func benchIndex(b *testing.B, batch int) {
 			for js := range ch {
 				var outs []index.Outcome
 				var err error
-				if batch == 1 || bt != nil {
+				if batch == 1 {
 					var o index.Outcome
-					if bt != nil {
-						o, err = bt.Index(ctx, js[0].p, nil)
-					} else {
-						o, err = ix.IndexCommit(ctx, js[0].p)
-					}
+					o, err = ix.IndexCommit(ctx, js[0].p)
 					outs = []index.Outcome{o}
 				} else {
 					posts := make([]index.Post, len(js))
@@ -174,7 +155,7 @@ func benchIndex(b *testing.B, batch int) {
 			}
 		}()
 	}
-	step := max(batch, 1)
+	step := batch
 	for k := 0; k < len(jobs); k += step {
 		ch <- jobs[k:min(k+step, len(jobs))]
 	}

@@ -5,32 +5,26 @@ package index
 //	ix, _ := index.New(index.Options{Pool: pool, Check: store, Write: store,
 //	    PublicURL: cfg.PublicURL, R2PublicURL: store.PublicURL, Logger: log})
 //
-// Per channel_post / message update of bot slot N (a River job, or the
-// webhook's own transaction):
+// Per batch of channel_post / message updates (any bots, any posts):
 //
-//	post, ok := index.PostFromMessage(N, botID, msg)  // skip when !ok
+//	posts := index.PostFromMessage(slot, botID, msg) for each  // skip when !ok
 //	tx := begin
-//	out, err := ix.Index(ctx, tx, post)               // error: roll back, retry the job
-//	if out.Reply       { insert reply job {chat, message} in tx }
-//	if out.NeedR2Write { insert R2 job {unique_id} in tx, unique by args with
-//	                     ByState available, pending, retryable, running, scheduled }
+//	outs, err := ix.IndexMany(ctx, tx, posts)  // error: roll back, retry
+//	for each out: out.Reply       → insert the post's reply job in tx
+//	              out.NeedR2Write → include its file in one R2 job in tx
 //	commit
 //
-// For throughput, run one ix.NewBatcher(index.BatcherOptions{}) (go b.Run(ctx))
-// and have each index job call b.Index(ctx, post, then), where then(ctx, tx,
-// out) inserts the reply/R2 jobs: concurrent jobs share transactions
-// (IndexMany), with many index workers (≥ 100) in flight.
+// Index is IndexMany for one post.
 //
-// Reply job: if !ix.ReplyPending(chat, message) { done }; out := ix.Outcome(chat,
-// message); text, button := index.FormatReply(out, ix.ViewURL(out.File.UniqueID));
-// send with parse_mode index.ReplyParseMode (reply to the post); then
-// ix.MarkReplied(chat, message, sentID).
+// Reply job: for each r of ix.PendingReplies(posts): text, button :=
+// index.FormatReply(r.Outcome, ix.ViewURL(r.Outcome.File.UniqueID)); send
+// with parse_mode index.ReplyParseMode (reply to the post); then
+// ix.MarkReplied(r.ChatID, r.MessageID, sentID).
 //
-// R2 job: return ix.SyncR2(ctx, uniqueID) (errors.Is(err, ErrUnknownFile):
-// cancel the job, it can never succeed). A periodic job (every minute or
-// so) calls ix.SyncPending(ctx, time.Minute, 4): River refuses a unique job
-// while one for the same file is running, and this sweep writes whatever
-// such a refused insert, or a job that exhausted its attempts, left behind.
+// R2 job: ix.SyncR2(ctx, uniqueID) for each of its files (ErrUnknownFile:
+// skip it, it can never succeed). A periodic job (every minute or so) calls
+// ix.SyncPending(ctx, time.Minute, 4) to write whatever a job that exhausted
+// its attempts left behind.
 //
 // /find: ix.Find(ctx, text, page, 10). /get: hs := ix.Holders(ctx, id);
 // ix.SendWithFailover(ctx, hs, func(ctx, h) error { send h.FileID with the

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 	"time"
 
@@ -25,35 +26,43 @@ type botRow struct {
 	synced bool
 }
 
-// loadForSync reads a file and all its bots' file ids.
-func (ix *Indexer) loadForSync(ctx context.Context, uniqueID string) (File, []botRow, error) {
+type fileRows struct {
+	file File
+	bots []botRow
+}
+
+// loadForSync reads files and all their bots' file ids in one query; a file
+// with no rows is absent from the map.
+func (ix *Indexer) loadForSync(ctx context.Context, ids []string) (map[string]*fileRows, error) {
 	rows, err := ix.pool.Query(ctx, `
 SELECT `+fileColumns+`, b.slot, b.file_id, b.r2_synced_at IS NOT NULL
 FROM files f JOIN file_bot_ids b ON b.file_unique_id = f.file_unique_id
-WHERE f.file_unique_id = $1
-ORDER BY b.slot`, uniqueID)
+WHERE f.file_unique_id = ANY($1)
+ORDER BY f.file_unique_id, b.slot`, ids)
 	if err != nil {
-		return File{}, nil, fmt.Errorf("index: load %s for R2: %w", uniqueID, err)
+		return nil, fmt.Errorf("index: load %d files for R2: %w", len(ids), err)
 	}
 	defer rows.Close()
-	var f File
-	var bots []botRow
+	out := make(map[string]*fileRows, len(ids))
 	for rows.Next() {
+		var f File
 		var b botRow
 		if err := rows.Scan(&f.UniqueID, &f.Name, &f.Size, &f.MimeType, &f.Type, &f.DC, &f.Caption,
 			&f.Duration, &f.Width, &f.Height, &f.ChatID, &f.MessageID, &f.Origin, &f.CreatedAt,
 			&b.slot, &b.fileID, &b.synced); err != nil {
-			return File{}, nil, fmt.Errorf("index: load %s for R2: %w", uniqueID, err)
+			return nil, fmt.Errorf("index: load files for R2: %w", err)
 		}
-		bots = append(bots, b)
+		fr := out[f.UniqueID]
+		if fr == nil {
+			fr = &fileRows{file: f}
+			out[f.UniqueID] = fr
+		}
+		fr.bots = append(fr.bots, b)
 	}
 	if err := rows.Err(); err != nil {
-		return File{}, nil, fmt.Errorf("index: load %s for R2: %w", uniqueID, err)
+		return nil, fmt.Errorf("index: load %d files for R2: %w", len(ids), err)
 	}
-	if len(bots) == 0 {
-		return File{}, nil, fmt.Errorf("%w: %s", ErrUnknownFile, uniqueID)
-	}
-	return f, bots, nil
+	return out, nil
 }
 
 // Record builds the R2 JSON record for a file from its rows. The caption is
@@ -87,80 +96,123 @@ func Record(f File, fileIDs map[int]string) r2.Record {
 // SyncR2 writes a file's record to R2: create it (If-None-Match: *) or, when
 // it exists (another bot, job or deployment wrote it), merge this
 // database's bot file ids into it by compare-and-swap. Rows are marked
-// synced only after the write landed, and it loops while rows committed
-// during the write are still unsynced. Any error is returned so the calling
+// synced only after the write landed. Any error is returned so the calling
 // job retries; nothing is marked on failure. A file whose rows are all
 // synced costs one query and no R2 request.
 func (ix *Indexer) SyncR2(ctx context.Context, uniqueID string) error {
-	return ix.syncR2(ctx, uniqueID, false)
+	_, unknown, err := ix.syncFiles(ctx, []string{uniqueID}, 1, false, nil)
+	if err == nil && len(unknown) > 0 {
+		return fmt.Errorf("%w: %s", ErrUnknownFile, uniqueID)
+	}
+	return err
 }
 
-func (ix *Indexer) syncR2(ctx context.Context, uniqueID string, force bool) error {
-	if ix.write == nil {
-		return ErrNoR2
+// SyncFiles is SyncR2 for many files: one query loads them all, up to
+// workers writes run at once (default 8), and one statement marks every
+// file_id written. It returns how many files it wrote and, joined, the
+// error of each file that failed. A file with no rows is skipped (logged):
+// no retry could write it.
+//
+// A file_id committed while its file is being written stays pending: the
+// transaction that wrote it queued an R2 job of its own, so nothing loops
+// here waiting for stragglers.
+func (ix *Indexer) SyncFiles(ctx context.Context, ids []string, workers int) (int, error) {
+	n, unknown, err := ix.syncFiles(ctx, ids, workers, false, nil)
+	if len(unknown) > 0 {
+		ix.log.WarnContext(ctx, "R2 sync: files not in the database", slog.Any("unique_ids", unknown))
 	}
-	for round := 0; round < 5; round++ {
-		f, bots, err := ix.loadForSync(ctx, uniqueID)
-		if err != nil {
-			return err
+	return n, err
+}
+
+// syncFiles writes ids; unknown lists those with no rows.
+func (ix *Indexer) syncFiles(ctx context.Context, ids []string, workers int, force bool, progress func(string)) (n int, unknown []string, err error) {
+	if ix.write == nil {
+		return 0, nil, ErrNoR2
+	}
+	if workers <= 0 {
+		workers = 8
+	}
+	loaded, err := ix.loadForSync(ctx, ids)
+	if err != nil {
+		return 0, nil, err
+	}
+	errs := make([]error, len(ids))
+	written := make([]bool, len(ids))
+	sem := make(chan struct{}, workers)
+	var wg sync.WaitGroup
+	for i, id := range ids {
+		fr := loaded[id]
+		if fr == nil {
+			unknown = append(unknown, id)
+			continue
 		}
-		pending := false
-		ids := make(map[int]string, len(bots))
-		for _, b := range bots {
+		pending := force
+		ids := make(map[int]string, len(fr.bots))
+		for _, b := range fr.bots {
 			ids[b.slot] = b.fileID
-			if !b.synced {
-				pending = true
+			pending = pending || !b.synced
+		}
+		if !pending {
+			continue
+		}
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			rec := Record(fr.file, ids)
+			err := ix.write.Create(ctx, rec)
+			if errors.Is(err, r2.ErrExists) {
+				_, err = ix.write.Merge(ctx, rec)
+			}
+			if err != nil {
+				errs[i] = fmt.Errorf("index: write %s to R2: %w", id, err)
+				return
+			}
+			written[i] = true
+		}()
+	}
+	wg.Wait()
+
+	// Mark exactly the (file, slot, file_id) triples just written: a
+	// file_id replaced meanwhile stays pending. Rows are locked in (file,
+	// slot) order, as the index writes them, so the two cannot deadlock.
+	var us, fids []string
+	var slots []int32
+	for i, id := range ids {
+		if !written[i] {
+			continue
+		}
+		n++
+		for _, b := range loaded[id].bots {
+			us, slots, fids = append(us, id), append(slots, int32(b.slot)), append(fids, b.fileID)
+		}
+	}
+	if n > 0 {
+		_, err := ix.pool.Exec(ctx, `
+WITH lk AS (
+    SELECT b.file_unique_id, b.slot
+    FROM file_bot_ids b JOIN unnest($1::text[], $2::int[], $3::text[]) AS w(u, s, f)
+         ON b.file_unique_id = w.u AND b.slot = w.s AND b.file_id = w.f
+    WHERE b.r2_synced_at IS NULL
+    ORDER BY b.file_unique_id, b.slot
+    FOR UPDATE OF b
+)
+UPDATE file_bot_ids b SET r2_synced_at = now()
+FROM lk WHERE b.file_unique_id = lk.file_unique_id AND b.slot = lk.slot`, us, slots, fids)
+		if err != nil {
+			// Written but not marked: a retry merges the same ids again.
+			return 0, unknown, errors.Join(append(errs, fmt.Errorf("index: mark %d files synced: %w", n, err))...)
+		}
+	}
+	if progress != nil {
+		for i, id := range ids {
+			if written[i] {
+				progress(id)
 			}
 		}
-		if !pending && (!force || round > 0) {
-			return nil
-		}
-		rec := Record(f, ids)
-		err = ix.write.Create(ctx, rec)
-		if errors.Is(err, r2.ErrExists) {
-			_, err = ix.write.Merge(ctx, rec)
-		}
-		if err != nil {
-			return fmt.Errorf("index: write %s to R2: %w", uniqueID, err)
-		}
-		slots := make([]int32, 0, len(bots))
-		fids := make([]string, 0, len(bots))
-		for _, b := range bots {
-			slots = append(slots, int32(b.slot))
-			fids = append(fids, b.fileID)
-		}
-		// Mark exactly the (slot, file_id) pairs just written: a file_id
-		// replaced meanwhile stays pending. Rows are locked in slot order so
-		// concurrent jobs for the same file cannot deadlock. The statement
-		// also tells whether other rows are still pending (committed while
-		// we wrote), in which case we go round again.
-		var more bool
-		err = ix.pool.QueryRow(ctx, `
-WITH w AS (SELECT * FROM unnest($2::int[], $3::text[]) AS w(slot, file_id)),
-lk AS (
-    SELECT b.slot FROM file_bot_ids b JOIN w ON w.slot = b.slot AND w.file_id = b.file_id
-    WHERE b.file_unique_id = $1 AND b.r2_synced_at IS NULL
-    ORDER BY b.slot
-    FOR UPDATE OF b
-),
-upd AS (
-    UPDATE file_bot_ids b SET r2_synced_at = now()
-    FROM lk WHERE b.file_unique_id = $1 AND b.slot = lk.slot
-    RETURNING 1
-)
-SELECT EXISTS (
-    SELECT 1 FROM file_bot_ids b
-    WHERE b.file_unique_id = $1 AND b.r2_synced_at IS NULL
-      AND NOT EXISTS (SELECT 1 FROM w WHERE w.slot = b.slot AND w.file_id = b.file_id)
-) FROM (SELECT count(*) FROM upd) AS done`, uniqueID, slots, fids).Scan(&more)
-		if err != nil {
-			return fmt.Errorf("index: mark %s synced: %w", uniqueID, err)
-		}
-		if !more {
-			return nil
-		}
 	}
-	return nil
+	return n, unknown, errors.Join(errs...)
 }
 
 // SyncAll rewrites every file in the database to R2 (`ferry r2 sync`): for
@@ -185,69 +237,35 @@ func (ix *Indexer) syncMany(ctx context.Context, workers int, force bool, olderT
 	if ix.write == nil {
 		return 0, ErrNoR2
 	}
-	if workers <= 0 {
-		workers = 8
-	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-
-	ids := make(chan string)
-	var (
-		mu       sync.Mutex
-		done     int
-		firstErr error
-	)
-	var wg sync.WaitGroup
-	for i := 0; i < workers; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for id := range ids {
-				err := ix.syncR2(ctx, id, force)
-				mu.Lock()
-				if err != nil {
-					if firstErr == nil {
-						firstErr = err
-						cancel()
-					}
-				} else {
-					done++
-					if progress != nil {
-						progress(done, id)
-					}
-				}
-				mu.Unlock()
+	done := 0
+	err := ix.listForSync(ctx, force, olderThan, func(page []string) error {
+		_, _, err := ix.syncFiles(ctx, page, workers, force, func(id string) {
+			done++
+			if progress != nil {
+				progress(done, id)
 			}
-		}()
-	}
-
-	listErr := ix.listForSync(ctx, force, olderThan, ids)
-	close(ids)
-	wg.Wait()
-	if firstErr != nil {
-		return done, firstErr
-	}
-	if listErr != nil {
-		return done, listErr
-	}
-	return done, nil
+		})
+		return err
+	})
+	return done, err
 }
 
-// listForSync streams ids in pages (keyset on file_unique_id), so a large
-// index is never held in memory or in one long-running query.
-func (ix *Indexer) listForSync(ctx context.Context, all bool, olderThan time.Duration, out chan<- string) error {
+// listForSync passes ids to each in pages (keyset on file_unique_id), so
+// a large index is never held in memory or in one long-running query. It
+// stops at the first error each returns.
+func (ix *Indexer) listForSync(ctx context.Context, all bool, olderThan time.Duration, each func([]string) error) error {
 	after := ""
 	for {
 		var rows pgx.Rows
 		var err error
 		if all {
 			rows, err = ix.pool.Query(ctx, `
-SELECT file_unique_id FROM files WHERE file_unique_id > $1 ORDER BY file_unique_id LIMIT 500`, after)
+SELECT file_unique_id FROM files WHERE file_unique_id > $1 ORDER BY file_unique_id LIMIT 200`, after)
 		} else {
 			rows, err = ix.pool.Query(ctx, `
 SELECT DISTINCT file_unique_id FROM file_bot_ids
 WHERE r2_synced_at IS NULL AND updated_at < now() - make_interval(secs => $2) AND file_unique_id > $1
-ORDER BY file_unique_id LIMIT 500`, after, olderThan.Seconds())
+ORDER BY file_unique_id LIMIT 200`, after, olderThan.Seconds())
 		}
 		if err != nil {
 			return fmt.Errorf("index: list files for R2: %w", err)
@@ -256,14 +274,12 @@ ORDER BY file_unique_id LIMIT 500`, after, olderThan.Seconds())
 		if err != nil {
 			return fmt.Errorf("index: list files for R2: %w", err)
 		}
-		for _, id := range page {
-			select {
-			case out <- id:
-			case <-ctx.Done():
-				return ctx.Err()
+		if len(page) > 0 {
+			if err := each(page); err != nil {
+				return err
 			}
 		}
-		if len(page) < 500 {
+		if len(page) < 200 {
 			return nil
 		}
 		after = page[len(page)-1]

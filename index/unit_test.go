@@ -387,12 +387,13 @@ func TestReplyState(t *testing.T) {
 	if _, err := ix.IndexCommit(ctx, moviePost(t, 2, "AgADreply", -9, 9)); err != nil {
 		t.Fatal(err)
 	}
-	out, err := ix.Outcome(ctx, -9, 9)
-	if err != nil || out.ClaimedBySlot != 2 || out.File.UniqueID != "AgADreply" || out.Existing {
-		t.Fatalf("Outcome: %+v %v", out, err)
+	posts := []index.PostRef{{ChatID: -9, MessageID: 9}, {ChatID: -9, MessageID: 10}} // the second was never seen
+	pending, err := ix.PendingReplies(ctx, posts)
+	if err != nil || len(pending) != 1 || pending[0].PostRef != posts[0] {
+		t.Fatalf("pending before reply: %+v %v", pending, err)
 	}
-	if p, err := ix.ReplyPending(ctx, -9, 9); err != nil || !p {
-		t.Fatalf("pending before reply: %v %v", p, err)
+	if out := pending[0].Outcome; out.ClaimedBySlot != 2 || out.File.UniqueID != "AgADreply" || out.Existing {
+		t.Fatalf("outcome: %+v", out)
 	}
 	if first, err := ix.MarkReplied(ctx, -9, 9, 555); err != nil || !first {
 		t.Fatalf("MarkReplied: %v %v", first, err)
@@ -400,8 +401,8 @@ func TestReplyState(t *testing.T) {
 	if first, err := ix.MarkReplied(ctx, -9, 9, 556); err != nil || first {
 		t.Fatalf("second MarkReplied: %v %v", first, err)
 	}
-	if p, err := ix.ReplyPending(ctx, -9, 9); err != nil || p {
-		t.Fatalf("pending after reply: %v %v", p, err)
+	if pending, err := ix.PendingReplies(ctx, posts); err != nil || len(pending) != 0 {
+		t.Fatalf("pending after reply: %+v %v", pending, err)
 	}
 	if _, err := ix.GetFile(ctx, "AgADnope"); !errors.Is(err, pgx.ErrNoRows) {
 		t.Fatalf("GetFile unknown: %v", err)

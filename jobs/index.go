@@ -7,11 +7,13 @@ import (
 	"fmt"
 	"html"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/go-telegram/bot"
 	"github.com/go-telegram/bot/models"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 	"github.com/riverqueue/river/rivertype"
@@ -20,39 +22,63 @@ import (
 	"github.com/ferry-dev/ferry/index"
 )
 
-// IndexReplyArgs answers one indexed post ("File Stored Successfully" or
-// "File Already Exists"). It is inserted in the transaction that claimed the
-// post, so exactly one exists per post however many bots saw it.
+// IndexReplyArgs answers the posts one index transaction claimed ("File
+// Stored Successfully" or "File Already Exists"). It is inserted in that
+// transaction, and a post is claimed once, so each post is in exactly one
+// reply job however many bots saw it.
 type IndexReplyArgs struct {
-	BotID     int64 `json:"bot_id"`
-	ChatID    int64 `json:"chat_id" river:"unique"`
-	MessageID int64 `json:"message_id" river:"unique"`
+	Posts []ReplyPost `json:"posts"`
+	// BotID, ChatID and MessageID are the one-post form of earlier
+	// releases; jobs already queued with it still run.
+	BotID     int64 `json:"bot_id,omitempty"`
+	ChatID    int64 `json:"chat_id,omitempty"`
+	MessageID int64 `json:"message_id,omitempty"`
+}
+
+// ReplyPost is one post to answer and the bot that claimed it.
+type ReplyPost struct {
+	index.PostRef
+	BotID int64 `json:"bot_id"`
 }
 
 // Kind names the job.
 func (IndexReplyArgs) Kind() string { return "index_reply" }
 
-// InsertOpts: unique per post, on the index queue.
-func (IndexReplyArgs) InsertOpts() river.InsertOpts {
-	return river.InsertOpts{Queue: QueueIndex, UniqueOpts: river.UniqueOpts{ByArgs: true}}
+// InsertOpts: the index queue.
+func (IndexReplyArgs) InsertOpts() river.InsertOpts { return river.InsertOpts{Queue: QueueIndex} }
+
+func (a IndexReplyArgs) posts() []ReplyPost {
+	if a.ChatID != 0 {
+		return append([]ReplyPost{{PostRef: index.PostRef{ChatID: a.ChatID, MessageID: a.MessageID}, BotID: a.BotID}}, a.Posts...)
+	}
+	return a.Posts
 }
 
-// R2SyncArgs writes one file's record to R2 (create, or merge new file_ids
-// with compare-and-swap). Unique while not finished, so eleven bots seeing one
-// post queue one write. River cannot leave "running" out of the unique
-// states, so a sighting committed while the write runs queues nothing: the
-// write loops while rows are still unsynced (index.SyncR2), and the periodic
-// sweep catches the last moment's.
+// R2SyncArgs writes files' records to R2 (create, or merge new file_ids
+// with compare-and-swap). Each index transaction that records file_ids not
+// yet in R2 queues one for its files, scheduled r2Debounce later, so the
+// other bots' sightings of a post usually land first and the post costs one
+// create. A later job finds those rows synced and costs one query, no R2
+// request. Because the job is committed with the rows it covers, no file_id
+// is ever left without a job that will write it.
 type R2SyncArgs struct {
-	UniqueID string `json:"unique_id" river:"unique"`
+	UniqueIDs []string `json:"unique_ids"`
+	// UniqueID is the single-file form of earlier releases; jobs already
+	// queued with it still run.
+	UniqueID string `json:"unique_id,omitempty"`
 }
 
 // Kind names the job.
 func (R2SyncArgs) Kind() string { return "r2_sync" }
 
-// InsertOpts: unique until finished.
-func (R2SyncArgs) InsertOpts() river.InsertOpts {
-	return river.InsertOpts{Queue: QueueR2, UniqueOpts: river.UniqueOpts{ByArgs: true, ByState: unfinished}}
+// InsertOpts: the R2 queue.
+func (R2SyncArgs) InsertOpts() river.InsertOpts { return river.InsertOpts{Queue: QueueR2} }
+
+func (a R2SyncArgs) ids() []string {
+	if a.UniqueID != "" {
+		return append([]string{a.UniqueID}, a.UniqueIDs...)
+	}
+	return a.UniqueIDs
 }
 
 // unfinished are the states a job is unique over while it has work to do.
@@ -75,104 +101,155 @@ func (R2SweepArgs) InsertOpts() river.InsertOpts {
 }
 
 // indexPost records one bot's sighting of a channel file that arrived as an
-// update job (the intake normally routes them to index_post jobs); the reply
-// and the R2 write are committed with the rows, as their own jobs.
+// update job rather than through the intake's batches (a job inserted by
+// hand or by another tool): the same path, for one sighting.
 func (w *UpdateWorker) indexPost(ctx context.Context, b *botapi.Bot, msg *models.Message) error {
-	ix := w.d.Index
-	if ix == nil {
-		return nil
-	}
 	post, ok := index.PostFromMessage(b.Slot, b.ID, msg)
-	if !ok {
+	if !ok || w.d.Index == nil {
 		return nil
 	}
+	return indexPosts(ctx, w.d, []index.Post{post})
+}
+
+// indexPosts records sightings in one transaction with the jobs they call
+// for: the reply of each post this transaction claimed, and one R2 write
+// for the files that have file_ids not yet in R2. Concurrent batches can
+// deadlock on rows they share (Postgres aborts one); that batch is simply
+// run again at once, without spending a job attempt.
+func indexPosts(ctx context.Context, d *Deps, posts []index.Post) error {
 	client := river.ClientFromContext[pgx.Tx](ctx)
-	return pgx.BeginFunc(ctx, w.d.Pool, func(tx pgx.Tx) error {
-		out, err := ix.Index(ctx, tx, post)
-		if err != nil {
+	var err error
+	for try := 0; try < 5; try++ {
+		err = pgx.BeginFunc(ctx, d.Pool, func(tx pgx.Tx) error {
+			outs, err := d.Index.IndexMany(ctx, tx, posts)
+			if err != nil {
+				return err
+			}
+			return queueIndexJobs(ctx, tx, client, d.R2Enabled, posts, outs)
+		})
+		if !retryableTx(err) {
 			return err
 		}
-		return queueIndexJobs(ctx, tx, client, w.d.R2Enabled, []index.Post{post}, []index.Outcome{out})
-	})
+	}
+	return err
+}
+
+// retryableTx tells a transaction Postgres aborted to break a deadlock or a
+// serialization conflict: running it again is expected to succeed.
+func retryableTx(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && (pgErr.Code == "40P01" || pgErr.Code == "40001")
 }
 
 // queueIndexJobs inserts, in the transaction that recorded the sightings,
-// the reply job of the sighting that claimed its post and one R2 job per file
-// that has file_ids not yet in R2.
+// one reply job for the posts it claimed and one R2 job for the files with
+// file_ids not yet in R2.
 func queueIndexJobs(ctx context.Context, tx pgx.Tx, client *river.Client[pgx.Tx], r2Enabled bool, posts []index.Post, outs []index.Outcome) error {
 	var jobs []river.InsertManyParams
+	var replies []ReplyPost
+	var r2IDs []string
 	r2 := map[string]bool{}
 	for i, out := range outs {
 		p := posts[i]
 		if out.Reply {
-			jobs = append(jobs, river.InsertManyParams{Args: IndexReplyArgs{BotID: p.BotID, ChatID: p.ChatID, MessageID: p.MessageID}})
+			replies = append(replies, ReplyPost{PostRef: index.PostRef{ChatID: p.ChatID, MessageID: p.MessageID}, BotID: p.BotID})
 		}
 		if out.NeedR2Write && r2Enabled && !r2[p.UniqueID] {
 			r2[p.UniqueID] = true
-			// A short delay lets the other bots' sightings of the post land
-			// first: one create instead of a create and ten merges.
-			jobs = append(jobs, river.InsertManyParams{Args: R2SyncArgs{UniqueID: p.UniqueID},
-				InsertOpts: &river.InsertOpts{ScheduledAt: time.Now().Add(r2Debounce)}})
+			r2IDs = append(r2IDs, p.UniqueID)
 		}
+	}
+	if len(replies) > 0 {
+		jobs = append(jobs, river.InsertManyParams{Args: IndexReplyArgs{Posts: replies}})
+	}
+	if len(r2IDs) > 0 {
+		// A short delay lets the other bots' sightings of the posts land
+		// first: one create instead of a create and ten merges.
+		jobs = append(jobs, river.InsertManyParams{Args: R2SyncArgs{UniqueIDs: r2IDs},
+			InsertOpts: &river.InsertOpts{ScheduledAt: time.Now().Add(r2Debounce)}})
 	}
 	if len(jobs) == 0 {
 		return nil
 	}
 	if _, err := client.InsertManyTx(ctx, tx, jobs); err != nil {
-		return fmt.Errorf("queue index jobs for %s: %w", posts[0].UniqueID, err)
+		return fmt.Errorf("queue %d index jobs: %w", len(jobs), err)
 	}
 	return nil
 }
 
-// IndexPostArgs indexes every sighting of one channel post recorded by the
-// intake. Unique until finished: eleven bots' sightings make one job.
-type IndexPostArgs struct {
-	ChatID    int64 `json:"chat_id" river:"unique"`
-	MessageID int64 `json:"message_id" river:"unique"`
-}
+// SightingsLockKey is the advisory lock key ("ferrysig") that the intake
+// holds shared while it adds sightings, and an index_drain job exclusively
+// while it checks that none is left before completing.
+const SightingsLockKey int64 = 0x6665727279736967
+
+// sqlDrainQueued tells whether an index_drain job is waiting or running: one
+// that is will take the sightings being committed, so the intake queues
+// none. (Reading River's table instead of a unique job: every intake commit
+// would otherwise lock the same job row and wait on the one before.)
+const sqlDrainQueued = `
+SELECT EXISTS (SELECT 1 FROM river_job WHERE kind = 'index_drain'
+               AND state IN ('available', 'pending', 'running', 'retryable', 'scheduled'))`
+
+// IndexDrainArgs indexes every sighting in post_sightings, in rounds of
+// many posts and bots: one transaction, four statements and one reply job
+// per round instead of per post.
+type IndexDrainArgs struct{}
 
 // Kind names the job.
-func (IndexPostArgs) Kind() string { return "index_post" }
+func (IndexDrainArgs) Kind() string { return "index_drain" }
 
-// InsertOpts: unique per post until finished, on the index queue.
-func (IndexPostArgs) InsertOpts() river.InsertOpts {
-	return river.InsertOpts{Queue: QueueIndex, UniqueOpts: river.UniqueOpts{ByArgs: true, ByState: unfinished}}
-}
+// InsertOpts: the index queue.
+func (IndexDrainArgs) InsertOpts() river.InsertOpts { return river.InsertOpts{Queue: QueueIndex} }
 
-// IndexPostWorker indexes a post's sightings in one transaction.
-type IndexPostWorker struct {
-	river.WorkerDefaults[IndexPostArgs]
+// IndexDrainWorker drains post_sightings.
+type IndexDrainWorker struct {
+	river.WorkerDefaults[IndexDrainArgs]
 	d *Deps
 }
 
-// Work takes the post's sightings, indexes them together and queues the
-// reply and R2 jobs with them. It completes in a transaction holding the
-// post's advisory lock exclusively after seeing no sighting left; the intake
-// holds it shared while adding sightings, so a sighting either is seen here
-// or finds this job finished and queues a new one.
-func (w *IndexPostWorker) Work(ctx context.Context, job *river.Job[IndexPostArgs]) error {
-	a := job.Args
-	client := river.ClientFromContext[pgx.Tx](ctx)
-	for round := 0; round < 10; round++ {
-		err := pgx.BeginFunc(ctx, w.d.Pool, func(tx pgx.Tx) error {
-			return w.indexSightings(ctx, tx, client, a)
-		})
+const (
+	// drainRound is the most sightings one round indexes together.
+	drainRound = 1024
+	// drainSlice is how long one run keeps draining before it snoozes
+	// (and runs again at once), well inside the job timeout and the stuck
+	// job rescue.
+	drainSlice = 30 * time.Second
+)
+
+// Work indexes rounds of sightings until none is left, then completes in a
+// transaction that holds SightingsLockKey exclusively and sees no sighting:
+// the intake holds the key shared while it adds sightings and queues no new
+// job while this one runs, so a sighting is either seen here or finds this
+// job finished and queues another. Rows another drain job has locked are
+// that job's to finish (or, if it fails, to retry).
+func (w *IndexDrainWorker) Work(ctx context.Context, job *river.Job[IndexDrainArgs]) error {
+	if w.d.Index == nil {
+		return nil
+	}
+	start := time.Now()
+	for {
+		n, err := w.round(ctx)
 		if err != nil {
 			return err
 		}
+		if n > 0 {
+			if time.Since(start) > drainSlice {
+				return river.JobSnooze(0)
+			}
+			continue
+		}
 		var done bool
 		err = pgx.BeginFunc(ctx, w.d.Pool, func(tx pgx.Tx) error {
-			if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(post_lock_key($1, $2))`, a.ChatID, a.MessageID); err != nil {
-				return fmt.Errorf("lock post %d/%d: %w", a.ChatID, a.MessageID, err)
+			if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, SightingsLockKey); err != nil {
+				return fmt.Errorf("lock sightings: %w", err)
 			}
-			var left bool
-			err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM post_sightings WHERE chat_id = $1 AND message_id = $2)`,
-				a.ChatID, a.MessageID).Scan(&left)
-			if err != nil || left {
-				return err
+			var one int
+			err := tx.QueryRow(ctx, `SELECT 1 FROM post_sightings LIMIT 1 FOR UPDATE SKIP LOCKED`).Scan(&one)
+			if err == nil || !errors.Is(err, pgx.ErrNoRows) {
+				return err // a sighting arrived: go round again
 			}
 			if _, err := river.JobCompleteTx[*riverpgxv5.Driver](ctx, tx, job); err != nil {
-				return fmt.Errorf("complete index job for post %d/%d: %w", a.ChatID, a.MessageID, err)
+				return fmt.Errorf("complete index_drain job: %w", err)
 			}
 			done = true
 			return nil
@@ -181,135 +258,177 @@ func (w *IndexPostWorker) Work(ctx context.Context, job *river.Job[IndexPostArgs
 			return err
 		}
 	}
-	return fmt.Errorf("post %d/%d: sightings still arriving after 10 rounds", a.ChatID, a.MessageID)
 }
 
-func (w *IndexPostWorker) indexSightings(ctx context.Context, tx pgx.Tx, client *river.Client[pgx.Tx], a IndexPostArgs) error {
-	rows, err := tx.Query(ctx, `
-		DELETE FROM post_sightings WHERE chat_id = $1 AND message_id = $2
-		RETURNING bot_id, update_json`, a.ChatID, a.MessageID)
-	if err != nil {
-		return fmt.Errorf("take sightings of post %d/%d: %w", a.ChatID, a.MessageID, err)
-	}
-	var posts []index.Post
-	for rows.Next() {
-		var botID int64
-		var raw []byte
-		if err := rows.Scan(&botID, &raw); err != nil {
-			rows.Close()
-			return fmt.Errorf("read sighting: %w", err)
+// round takes up to drainRound sightings and indexes them in the same
+// transaction; it returns how many it took.
+func (w *IndexDrainWorker) round(ctx context.Context) (int, error) {
+	var taken int
+	var err error
+	for try := 0; try < 5; try++ {
+		err = pgx.BeginFunc(ctx, w.d.Pool, func(tx pgx.Tx) error {
+			rows, err := tx.Query(ctx, `
+				DELETE FROM post_sightings WHERE ctid IN (
+					SELECT ctid FROM post_sightings LIMIT $1 FOR UPDATE SKIP LOCKED)
+				RETURNING bot_id, update_json`, drainRound)
+			if err != nil {
+				return fmt.Errorf("take sightings: %w", err)
+			}
+			var posts []index.Post
+			taken = 0
+			for rows.Next() {
+				var botID int64
+				var raw []byte
+				if err := rows.Scan(&botID, &raw); err != nil {
+					rows.Close()
+					return fmt.Errorf("read sighting: %w", err)
+				}
+				taken++
+				if p, ok := w.postOf(botID, raw); ok {
+					posts = append(posts, p)
+				}
+			}
+			if err := rows.Err(); err != nil {
+				return fmt.Errorf("take sightings: %w", err)
+			}
+			if len(posts) == 0 {
+				return nil
+			}
+			outs, err := w.d.Index.IndexMany(ctx, tx, posts)
+			if err != nil {
+				return fmt.Errorf("index %d sightings: %w", len(posts), err)
+			}
+			return queueIndexJobs(ctx, tx, river.ClientFromContext[pgx.Tx](ctx), w.d.R2Enabled, posts, outs)
+		})
+		if !retryableTx(err) {
+			break
 		}
-		b, ok := w.d.Bots.ByID(botID)
-		var u models.Update
-		if !ok || json.Unmarshal(raw, &u) != nil {
-			continue // a bot removed from the config, or not an update: nothing to index
-		}
-		msg := u.ChannelPost
-		if msg == nil {
-			msg = u.Message
-		}
-		if p, ok := index.PostFromMessage(b.Slot, b.ID, msg); ok {
-			posts = append(posts, p)
-		}
 	}
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("read sightings: %w", err)
-	}
-	if len(posts) == 0 {
-		return nil
-	}
-	outs, err := w.d.Index.IndexMany(ctx, tx, posts)
-	if err != nil {
-		return err
-	}
-	return queueIndexJobs(ctx, tx, client, w.d.R2Enabled, posts, outs)
+	return taken, err
 }
 
-// IndexReplyWorker sends the one reply of an indexed post.
+// postOf decodes a sighting. One from a bot no longer configured, or that is
+// not a file post, has nothing to index.
+func (w *IndexDrainWorker) postOf(botID int64, raw []byte) (index.Post, bool) {
+	b, ok := w.d.Bots.ByID(botID)
+	var u models.Update
+	if !ok || json.Unmarshal(raw, &u) != nil {
+		return index.Post{}, false
+	}
+	msg := u.ChannelPost
+	if msg == nil {
+		msg = u.Message
+	}
+	return index.PostFromMessage(b.Slot, b.ID, msg)
+}
+
+// IndexReplyWorker sends the replies of a batch of indexed posts.
 type IndexReplyWorker struct {
 	river.WorkerDefaults[IndexReplyArgs]
 	d *Deps
 }
 
-// Work sends the reply unless it was already recorded as sent.
+// replyParallel bounds the replies one job has in flight.
+const replyParallel = 8
+
+// Work sends every reply not yet recorded as sent, each recorded right
+// after its send, so a retry sends only the rest. A post Telegram refuses
+// for good (400, 403: deleted, or the bot lost the channel) is logged and
+// left; a 429 snoozes the job for the longest retry_after seen; any other
+// failure retries the job.
 func (w *IndexReplyWorker) Work(ctx context.Context, job *river.Job[IndexReplyArgs]) error {
-	a := job.Args
 	ix := w.d.Index
-	pending, err := ix.ReplyPending(ctx, a.ChatID, a.MessageID)
-	if err != nil || !pending {
-		return err
+	want := job.Args.posts()
+	refs := make([]index.PostRef, len(want))
+	bots := make(map[index.PostRef]int64, len(want))
+	for i, p := range want {
+		refs[i], bots[p.PostRef] = p.PostRef, p.BotID
 	}
-	out, err := ix.Outcome(ctx, a.ChatID, a.MessageID)
+	pending, err := ix.PendingReplies(ctx, refs)
 	if err != nil {
 		return err
 	}
-	b, ok := w.d.Bots.ByID(a.BotID)
-	if !ok {
-		return river.JobCancel(fmt.Errorf("bot %d is no longer configured", a.BotID))
+	errs := make([]error, len(pending))
+	sem := make(chan struct{}, replyParallel)
+	var wg sync.WaitGroup
+	for i, r := range pending {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			errs[i] = w.reply(ctx, bots[r.PostRef], r)
+		}()
 	}
-	text, button := index.FormatReply(out, ix.ViewURL(out.File.UniqueID))
+	wg.Wait()
+	var wait time.Duration
+	var failed []error
+	for i, err := range errs {
+		if err == nil {
+			continue
+		}
+		r := pending[i]
+		if d, ok := botapi.RetryAfter(err); ok {
+			wait = max(wait, d)
+			continue
+		}
+		if botapi.Permanent(err) || errors.Is(err, errBotGone) {
+			w.d.Logger.Warn("index reply refused; not retried", "chat_id", r.ChatID, "message_id", r.MessageID, "err", err)
+			continue
+		}
+		failed = append(failed, err)
+	}
+	if len(failed) > 0 {
+		return errors.Join(failed...)
+	}
+	if wait > 0 {
+		return river.JobSnooze(wait)
+	}
+	return nil
+}
+
+var errBotGone = errors.New("bot is no longer configured")
+
+// reply sends one post's reply and records it.
+func (w *IndexReplyWorker) reply(ctx context.Context, botID int64, r index.PendingReply) error {
+	ix := w.d.Index
+	b, ok := w.d.Bots.ByID(botID)
+	if !ok {
+		return fmt.Errorf("reply to post %d/%d: bot %d: %w", r.ChatID, r.MessageID, botID, errBotGone)
+	}
+	text, button := index.FormatReply(r.Outcome, ix.ViewURL(r.Outcome.File.UniqueID))
 	msg, err := b.Client.SendMessage(ctx, &bot.SendMessageParams{
-		ChatID:             a.ChatID,
+		ChatID:             r.ChatID,
 		Text:               text,
 		ParseMode:          models.ParseModeHTML,
-		ReplyParameters:    &models.ReplyParameters{MessageID: int(a.MessageID), AllowSendingWithoutReply: true},
+		ReplyParameters:    &models.ReplyParameters{MessageID: int(r.MessageID), AllowSendingWithoutReply: true},
 		ReplyMarkup:        LinkButton(button.Text, button.URL),
 		LinkPreviewOptions: &models.LinkPreviewOptions{IsDisabled: bot.True()},
 	})
 	if err != nil {
-		return outcome(fmt.Errorf("reply to post %d/%d: %w", a.ChatID, a.MessageID, botapi.Redact(err, b.Token)))
+		return fmt.Errorf("reply to post %d/%d: %w", r.ChatID, r.MessageID, botapi.Redact(err, b.Token))
 	}
 	// A crash between the send and this mark repeats the reply once; the
 	// window is one round trip.
-	_, err = ix.MarkReplied(context.WithoutCancel(ctx), a.ChatID, a.MessageID, int64(msg.ID))
+	_, err = ix.MarkReplied(context.WithoutCancel(ctx), r.ChatID, r.MessageID, int64(msg.ID))
 	return err
 }
 
-// R2SyncWorker writes a file's record to R2; errors retry with backoff, so a
+// R2SyncWorker writes files' records to R2; errors retry with backoff, so a
 // bucket that is down catches up by itself when it returns.
 type R2SyncWorker struct {
 	river.WorkerDefaults[R2SyncArgs]
 	d *Deps
 }
 
-// Work syncs one file. The job completes in the transaction that saw nothing
-// left to write: that transaction first locks the file's row, which waits for
-// every sighting still in flight (each holds a key-share lock on it through
-// its foreign key), so a sighting either lands before the last check or
-// commits after the job is complete and queues a job of its own. None is left
-// waiting for the sweep.
+// Work syncs every file of the job, eight writes at a time. A failed file
+// fails the job, which retries them all: the files that did land are found
+// synced and cost no R2 request.
 func (w *R2SyncWorker) Work(ctx context.Context, job *river.Job[R2SyncArgs]) error {
-	id := job.Args.UniqueID
-	for round := 0; round < 10; round++ {
-		if err := w.d.Index.SyncR2(ctx, id); errors.Is(err, index.ErrUnknownFile) {
-			return river.JobCancel(err)
-		} else if err != nil {
-			return err
-		}
-		var done bool
-		err := pgx.BeginFunc(ctx, w.d.Pool, func(tx pgx.Tx) error {
-			pending, err := w.d.Index.LockPending(ctx, tx, id)
-			if err != nil || pending {
-				return err
-			}
-			if _, err := river.JobCompleteTx[*riverpgxv5.Driver](ctx, tx, job); err != nil {
-				return fmt.Errorf("complete r2 job for %s: %w", id, err)
-			}
-			done = true
-			return nil
-		})
-		if err != nil || done {
-			return err
-		}
+	ids := job.Args.ids()
+	if _, err := w.d.Index.SyncFiles(ctx, ids, 8); err != nil {
+		return fmt.Errorf("r2 sync of %d files: %w", len(ids), err)
 	}
-	return fmt.Errorf("r2 sync %s: file_ids still arriving after 10 rounds", id)
-}
-
-// NextRetry retries R2 writes at most a minute apart: an outage should end
-// with the bucket caught up within a minute, not hours later.
-func (w *R2SyncWorker) NextRetry(job *river.Job[R2SyncArgs]) time.Time {
-	d := time.Duration(1<<min(job.Attempt, 6)) * time.Second
-	return time.Now().Add(min(d, time.Minute))
+	return nil
 }
 
 // R2SweepWorker runs the sweep.

@@ -22,7 +22,7 @@ type Update struct {
 	UpdateID int64
 	Raw      []byte
 	// Sighting is set for a file posted in a channel or group: the intake
-	// records it for the post's index job instead of making an update job.
+	// records it in post_sightings instead of making an update job.
 	Sighting *Sighting
 }
 
@@ -53,7 +53,7 @@ type Intake struct {
 	window   time.Duration
 	flushers int
 	observe  func(batch int, took time.Duration, err error)
-	// sightings routes channel files to index_post jobs (the index is on).
+	// sightings routes channel files to post_sightings (the index is on).
 	sightings bool
 }
 
@@ -74,9 +74,9 @@ func WithBatch(max int, window time.Duration) IntakeOption {
 // WithFlushers sets how many transactions may be in flight at once.
 func WithFlushers(n int) IntakeOption { return func(in *Intake) { in.flushers = n } }
 
-// WithSightings records channel-file updates as post sightings, indexed by
-// one job per post, instead of one update job per bot: eleven bots seeing a
-// post then cost one job, not eleven.
+// WithSightings records channel-file updates in post_sightings, indexed in
+// large batches by an index_drain job, instead of one update job per
+// update: eleven bots seeing a post then cost eleven rows, not eleven jobs.
 func WithSightings(on bool) IntakeOption { return func(in *Intake) { in.sightings = on } }
 
 // WithObserver is called after every commit attempt (metrics).
@@ -213,8 +213,6 @@ func (in *Intake) commit(ctx context.Context, batch []*pending) error {
 	var params []river.InsertManyParams
 	var sChats, sMsgs, sBots []int64
 	var sRaw [][]byte
-	posts := map[Sighting]bool{}
-	var postJobs []Sighting
 	for rows.Next() {
 		var k [2]int64
 		if err := rows.Scan(&k[0], &k[1]); err != nil {
@@ -224,10 +222,6 @@ func (in *Intake) commit(ctx context.Context, batch []*pending) error {
 		p := byKey[k]
 		if s := p.u.Sighting; s != nil && in.sightings {
 			sChats, sMsgs, sBots, sRaw = append(sChats, s.ChatID), append(sMsgs, s.MessageID), append(sBots, k[0]), append(sRaw, p.u.Raw)
-			if !posts[*s] {
-				posts[*s] = true
-				postJobs = append(postJobs, *s)
-			}
 			continue
 		}
 		params = append(params, river.InsertManyParams{Args: UpdateArgs{BotID: k[0], UpdateID: k[1], Update: p.u.Raw}})
@@ -235,28 +229,35 @@ func (in *Intake) commit(ctx context.Context, batch []*pending) error {
 	if err := rows.Err(); err != nil {
 		return fmt.Errorf("record updates: %w", err)
 	}
-	slices.SortFunc(postJobs, func(a, b Sighting) int {
-		return cmp.Or(cmp.Compare(a.ChatID, b.ChatID), cmp.Compare(a.MessageID, b.MessageID))
-	})
-	for _, s := range postJobs {
-		params = append(params, river.InsertManyParams{Args: IndexPostArgs{ChatID: s.ChatID, MessageID: s.MessageID}})
-	}
 	if len(sChats) > 0 {
-		// The shared post locks make an index_post job that is finishing
-		// wait for these rows, or these rows wait for it to finish (see
-		// IndexPostWorker): a sighting is never left without a job.
-		_, err := tx.Exec(ctx, `
-			SELECT pg_advisory_xact_lock_shared(k) FROM (
-				SELECT DISTINCT post_lock_key(c, m) AS k FROM unnest($1::bigint[], $2::bigint[]) AS t(c, m) ORDER BY 1) s`, sChats, sMsgs)
-		if err != nil {
-			return fmt.Errorf("lock posts: %w", err)
-		}
-		_, err = tx.Exec(ctx, `
+		// The shared lock keeps an index_drain job from completing until
+		// these rows are committed (see IndexDrainWorker); a drain job that
+		// is not finished will take them, so a new one is queued only when
+		// there is none.
+		b := &pgx.Batch{}
+		b.Queue(`SELECT pg_advisory_xact_lock_shared($1)`, SightingsLockKey)
+		b.Queue(`
 			INSERT INTO post_sightings (chat_id, message_id, bot_id, update_json)
 			SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bytea[])
 			ON CONFLICT DO NOTHING`, sChats, sMsgs, sBots, sRaw)
+		b.Queue(sqlDrainQueued)
+		br := tx.SendBatch(ctx, b)
+		var queued bool
+		_, err := br.Exec()
+		if err == nil {
+			_, err = br.Exec()
+		}
+		if err == nil {
+			err = br.QueryRow().Scan(&queued)
+		}
+		if cerr := br.Close(); err == nil {
+			err = cerr
+		}
 		if err != nil {
-			return fmt.Errorf("record sightings: %w", err)
+			return fmt.Errorf("record %d sightings: %w", len(sChats), err)
+		}
+		if !queued {
+			params = append(params, river.InsertManyParams{Args: IndexDrainArgs{}})
 		}
 	}
 	if len(params) > 0 {

@@ -161,10 +161,11 @@ func TestIntakeReportsDatabaseFailure(t *testing.T) {
 	}
 }
 
-// TestIntakeRoutesSightingsToOneJobPerPost: eleven bots' updates about one
-// channel post become eleven sighting rows and a single index_post job,
-// whether they arrive together or in separate batches.
-func TestIntakeRoutesSightingsToOneJobPerPost(t *testing.T) {
+// TestIntakeRoutesSightingsToTheDrain: eleven bots' updates about one
+// channel post become eleven post_sightings rows, byte for byte, and one
+// index_drain job, whether they arrive together or in separate commits; a
+// re-delivery adds nothing, and a command is still an update job.
+func TestIntakeRoutesSightingsToTheDrain(t *testing.T) {
 	pool := dbtest.New(t)
 	d := testDeps(t, pool, "http://127.0.0.1:1", nil)
 	client, err := jobs.NewClient(d, jobs.ClientOptions{})
@@ -196,11 +197,15 @@ func TestIntakeRoutesSightingsToOneJobPerPost(t *testing.T) {
 	if err := in.Submit(context.Background(), jobs.Update{BotID: 1, UpdateID: 101, Raw: raw(101)}); err != nil {
 		t.Fatal(err)
 	}
-	if n := count(t, pool, `SELECT count(*) FROM post_sightings WHERE chat_id = -1001 AND message_id = 5`); n != 11 {
+	// A re-delivery of a sighting already accepted adds nothing.
+	if err := in.Submit(context.Background(), jobs.Update{BotID: 3, UpdateID: 100, Raw: raw(100), Sighting: post}); err != nil {
+		t.Fatal(err)
+	}
+	if n := count(t, pool, `SELECT count(*) FROM post_sightings WHERE chat_id = -1001 AND message_id = 5 AND update_json = $1`, raw(100)); n != 11 {
 		t.Fatalf("%d sightings", n)
 	}
-	if n := count(t, pool, `SELECT count(*) FROM river_job WHERE kind = 'index_post'`); n != 1 {
-		t.Fatalf("%d index_post jobs", n)
+	if n := count(t, pool, `SELECT count(*) FROM river_job WHERE kind = 'index_drain'`); n != 1 {
+		t.Fatalf("%d index_drain jobs", n)
 	}
 	if n := count(t, pool, `SELECT count(*) FROM river_job WHERE kind = 'update'`); n != 1 {
 		t.Fatalf("%d update jobs", n)

@@ -69,7 +69,7 @@ func NewClient(d *Deps, opts ClientOptions) (*river.Client[pgx.Tx], error) {
 	workers := river.NewWorkers()
 	river.AddWorker(workers, &UpdateWorker{d: d})
 	river.AddWorker(workers, &IndexReplyWorker{d: d})
-	river.AddWorker(workers, &IndexPostWorker{d: d})
+	river.AddWorker(workers, &IndexDrainWorker{d: d})
 	river.AddWorker(workers, &R2SyncWorker{d: d})
 	river.AddWorker(workers, &R2SweepWorker{d: d})
 	river.AddWorker(workers, &UploadWorker{d: d})
@@ -88,6 +88,12 @@ func NewClient(d *Deps, opts ClientOptions) (*river.Client[pgx.Tx], error) {
 		// Above the longest job timeout (an upload slice), and short
 		// enough that a job lost in a crash runs again within minutes.
 		cfg.RescueStuckJobsAfter = 3 * time.Minute
+	}
+	if opts.Work && d.Index != nil {
+		// A safety net, and a drain at start-up: sightings left by a drain
+		// job that exhausted its attempts are taken within a minute.
+		cfg.PeriodicJobs = append(cfg.PeriodicJobs, river.NewPeriodicJob(river.PeriodicInterval(time.Minute),
+			func() (river.JobArgs, *river.InsertOpts) { return IndexDrainArgs{}, nil }, &river.PeriodicJobOpts{RunOnStart: true}))
 	}
 	if opts.Work && d.R2Enabled {
 		cfg.PeriodicJobs = append(cfg.PeriodicJobs, river.NewPeriodicJob(river.PeriodicInterval(time.Minute),

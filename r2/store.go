@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/smithy-go"
@@ -114,6 +115,13 @@ func New(opts Options) (*Store, error) {
 	}
 	if opts.HTTPClient != nil {
 		cfg.HTTPClient = opts.HTTPClient
+	} else {
+		// The SDK keeps 10 idle connections per host; the index runs up to
+		// a few dozen requests at once, and each one past the tenth would
+		// dial (and TLS-handshake) a connection only to close it after.
+		cfg.HTTPClient = awshttp.NewBuildableClient().WithTransportOptions(func(tr *http.Transport) {
+			tr.MaxIdleConns, tr.MaxIdleConnsPerHost = 128, 64
+		})
 	}
 	client := s3.NewFromConfig(cfg, func(o *s3.Options) {
 		o.BaseEndpoint = aws.String(endpoint)

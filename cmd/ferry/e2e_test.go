@@ -222,7 +222,7 @@ func TestTooManyRequestsIsObeyed(t *testing.T) {
 		t.Fatalf("retried after %v, before retry_after", gap)
 	}
 	time.Sleep(300 * time.Millisecond)
-	if n := w.query(t, `SELECT count(*) FROM river_job WHERE state = 'completed' AND attempt = 1`); n != 1 {
+	if n := w.query(t, `SELECT count(*) FROM river_job WHERE kind = 'update' AND state = 'completed' AND attempt = 1`); n != 1 {
 		t.Fatalf("job not completed on its first attempt (snoozes must not burn attempts)")
 	}
 }

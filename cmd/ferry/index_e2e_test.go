@@ -141,12 +141,16 @@ func TestIndexElevenBotsOneReplyOneObject(t *testing.T) {
 	if n := iw.query(t, `SELECT count(*) FROM files`); n != 1 {
 		t.Fatalf("%d file rows", n)
 	}
-	// Sightings went through the intake to one job per post, not a job per bot.
+	// Sightings went through the intake to the drain, not a job per bot,
+	// and none is left.
 	if n := iw.query(t, `SELECT count(*) FROM river_job WHERE kind = 'update'`); n != 0 {
 		t.Fatalf("%d update jobs for channel files", n)
 	}
-	if n := iw.query(t, `SELECT count(*) FROM river_job WHERE kind = 'index_post'`); n < 2 || n > 4 {
-		t.Fatalf("%d index_post jobs for 2 posts seen by 11 and 3 bots", n)
+	if n := iw.query(t, `SELECT count(*) FROM river_job WHERE kind = 'index_drain'`); n < 1 || n >= 14 {
+		t.Fatalf("%d index_drain jobs for 14 sightings: %s", n, iw.jobs(t))
+	}
+	if n := iw.query(t, `SELECT count(*) FROM river_job WHERE kind = 'index_drain' AND state <> 'completed'`); n != 0 {
+		t.Fatalf("%d index_drain jobs not completed: %s", n, iw.jobs(t))
 	}
 	if n := iw.query(t, `SELECT count(*) FROM post_sightings`); n != 0 {
 		t.Fatalf("%d sightings left unindexed", n)

@@ -132,7 +132,9 @@ func (s *Server) Start() {
 		return
 	}
 	out := &lockedWriter{w: &bytes.Buffer{}}
-	cmd := exec.Command(s.bin, "--port", s.addr, "--region", "auto", "--quiet", "posix", s.dir)
+	// --keep-alive as R2 does: versitygw closes every connection after one
+	// request otherwise, and clients then spend their CPU dialing.
+	cmd := exec.Command(s.bin, "--port", s.addr, "--region", "auto", "--quiet", "--keep-alive", "posix", s.dir)
 	cmd.Env = append(os.Environ(), "ROOT_ACCESS_KEY="+AccessKey, "ROOT_SECRET_KEY="+SecretKey)
 	cmd.Stdout = out
 	cmd.Stderr = cmd.Stdout

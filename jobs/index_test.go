@@ -1,0 +1,283 @@
+package jobs_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/go-telegram/bot/models"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/rivertype"
+
+	"github.com/ferry-dev/ferry/db/dbtest"
+	"github.com/ferry-dev/ferry/index"
+	"github.com/ferry-dev/ferry/jobs"
+	"github.com/ferry-dev/ferry/telegramtest"
+)
+
+// channelFileUpdate is what bot (slot) receives when a document is posted in
+// a channel: its own file_id, the file's shared unique id.
+func channelFileUpdate(updateID, chatID, messageID int64, slot int, file int64) []byte {
+	u := models.Update{ID: updateID, ChannelPost: &models.Message{
+		ID: int(messageID), Date: int(time.Now().Unix()), Chat: models.Chat{ID: chatID, Type: models.ChatTypeChannel},
+		Document: &models.Document{
+			FileID:       telegramtest.EncodeFileID(telegramtest.KindDocument, 4, file, int64(slot), nil),
+			FileUniqueID: fmt.Sprintf("AgADdrain%06d", file),
+			FileName:     fmt.Sprintf("file-%d.mkv", file), MimeType: "video/x-matroska", FileSize: 1 << 30,
+		},
+	}}
+	raw, _ := json.Marshal(u)
+	return raw
+}
+
+// TestDrainLeavesNoSightingBehind: eleven bots' sightings of 60 posts arrive
+// in waves through the intake while workers drain them, so drain jobs keep
+// completing just as new sightings commit. Every post gets exactly one
+// reply, every bot's file_id is recorded, no sighting is left, and far
+// fewer jobs ran than there were sightings.
+func TestDrainLeavesNoSightingBehind(t *testing.T) {
+	const bots, posts = 11, 60
+	tg := telegramtest.NewServer(t)
+	var tokens []string
+	for i := 1; i <= bots; i++ {
+		tok := fmt.Sprintf("%d:AAH%s", 700+i, strings.Repeat(string(rune('a'+i)), 32))
+		tokens = append(tokens, tok)
+		tg.AddBot(tok)
+	}
+	pool := dbtest.New(t)
+	d := testDeps(t, pool, tg.URL(), map[string]string{"BOT_TOKENS": strings.Join(tokens, ",")})
+	ix, err := index.New(index.Options{Pool: pool, Logger: d.Logger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.Index = ix
+	client, err := jobs.NewClient(d, jobs.ClientOptions{Work: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if err := client.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer client.Stop(context.Background())
+	in := jobs.NewIntake(pool, client, d.Logger, jobs.WithSightings(true))
+	intakeDone := make(chan struct{})
+	go func() { in.Run(ctx); close(intakeDone) }()
+	defer func() { cancel(); <-intakeDone }()
+
+	const chat = -1001555
+	for wave := 0; wave < posts/3; wave++ {
+		var wg sync.WaitGroup
+		for p := int64(wave*3 + 1); p <= int64(wave*3+3); p++ {
+			for slot := 1; slot <= bots; slot++ {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					u := jobs.Update{BotID: int64(700 + slot), UpdateID: p, Raw: channelFileUpdate(p, chat, p, slot, p),
+						Sighting: &jobs.Sighting{ChatID: chat, MessageID: p}}
+					if err := in.Submit(context.Background(), u); err != nil {
+						t.Error(err)
+					}
+				}()
+			}
+		}
+		wg.Wait()
+		time.Sleep(time.Duration(rand.IntN(15)) * time.Millisecond)
+	}
+
+	wctx, wcancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer wcancel()
+	if _, err := tg.WaitCalls(wctx, "sendMessage", posts); err != nil {
+		t.Fatalf("replies: %v", err)
+	}
+	time.Sleep(500 * time.Millisecond) // let a duplicate reply show itself
+	perPost := map[string]int{}
+	for _, c := range tg.CallsTo("sendMessage") {
+		if c.OK {
+			perPost[c.Params["reply_parameters"]]++
+		}
+	}
+	if len(perPost) != posts {
+		t.Fatalf("%d posts answered, want %d", len(perPost), posts)
+	}
+	for k, n := range perPost {
+		if n != 1 {
+			t.Fatalf("post %s answered %d times", k, n)
+		}
+	}
+	for q, want := range map[string]int{
+		`SELECT count(*) FROM channel_posts WHERE replied_at IS NOT NULL`: posts,
+		`SELECT count(*) FROM file_bot_ids`:                               posts * bots,
+		`SELECT count(*) FROM post_sightings`:                             0,
+		`SELECT count(*) FROM river_job WHERE kind = 'update'`:            0,
+	} {
+		if n := count(t, pool, q); n != want {
+			t.Fatalf("%s = %d, want %d", q, n, want)
+		}
+	}
+	waitNoUnfinished(t, pool, "index_drain")
+	if n := count(t, pool, `SELECT count(*) FROM river_job WHERE kind IN ('index_drain', 'index_reply')`); n >= posts {
+		t.Fatalf("%d index jobs for %d posts: not batched", n, posts)
+	}
+}
+
+func waitNoUnfinished(t *testing.T, pool *pgxpool.Pool, kind string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for count(t, pool, `SELECT count(*) FROM river_job WHERE kind = $1 AND state NOT IN ('completed', 'cancelled', 'discarded')`, kind) != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s jobs still unfinished", kind)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// indexPosts records n posts seen by the worker bot and returns them for a
+// reply job.
+func indexPosts(t *testing.T, ix *index.Indexer, n int) []jobs.ReplyPost {
+	t.Helper()
+	var out []jobs.ReplyPost
+	for i := 1; i <= n; i++ {
+		var u models.Update
+		if err := json.Unmarshal(channelFileUpdate(int64(i), channel, int64(i), 1, int64(i)), &u); err != nil {
+			t.Fatal(err)
+		}
+		p, ok := index.PostFromMessage(1, 111, u.ChannelPost)
+		if !ok {
+			t.Fatal("not a file post")
+		}
+		if _, err := ix.IndexCommit(context.Background(), p); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, jobs.ReplyPost{PostRef: index.PostRef{ChatID: channel, MessageID: int64(i)}, BotID: 111})
+	}
+	return out
+}
+
+// TestReplyBatchObeysTooManyRequests: one of three replies is answered 429;
+// the job waits retry_after without burning an attempt and then sends only
+// that one, so each post is answered exactly once.
+func TestReplyBatchObeysTooManyRequests(t *testing.T) {
+	var ix *index.Indexer
+	h := startWorkers(t, func(d *jobs.Deps) { ix = d.Index })
+	posts := indexPosts(t, ix, 3)
+	h.tg.FailNext("sendMessage", 1, telegramtest.TooManyRequests(1))
+	res, err := h.client.Insert(context.Background(), jobs.IndexReplyArgs{Posts: posts}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	calls := h.wait(t, "sendMessage", 4)
+	ok := map[string]int{}
+	for _, c := range calls {
+		if c.OK {
+			ok[c.Params["reply_parameters"]]++
+		}
+	}
+	if len(ok) != 3 || calls[0].Injected != telegramtest.FailTooManyRequests {
+		t.Fatalf("sends: %d posts answered; first call %q", len(ok), calls[0].Injected)
+	}
+	for k, n := range ok {
+		if n != 1 {
+			t.Fatalf("post %s answered %d times", k, n)
+		}
+	}
+	if gap := calls[3].Time.Sub(calls[0].Time); gap < 900*time.Millisecond {
+		t.Fatalf("retried after %v, before retry_after", gap)
+	}
+	job := waitJob(t, h.client, res.Job.ID)
+	if job.State != "completed" || job.Attempt != 1 {
+		t.Fatalf("job %s after attempt %d, want completed on attempt 1", job.State, job.Attempt)
+	}
+}
+
+// TestReplyBatchSkipsRefusedPost: Telegram refuses one reply for good (the
+// bot was removed from the channel); the others are sent, the refused one is
+// not retried, and the job completes.
+func TestReplyBatchSkipsRefusedPost(t *testing.T) {
+	var ix *index.Indexer
+	h := startWorkers(t, func(d *jobs.Deps) { ix = d.Index })
+	posts := indexPosts(t, ix, 3)
+	h.tg.FailNext("sendMessage", 1, telegramtest.BotBlocked())
+	res, err := h.client.Insert(context.Background(), jobs.IndexReplyArgs{Posts: posts}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	job := waitJob(t, h.client, res.Job.ID)
+	calls := h.tg.CallsTo("sendMessage")
+	sent := 0
+	for _, c := range calls {
+		if c.OK {
+			sent++
+		}
+	}
+	if job.State != "completed" || len(calls) != 3 || sent != 2 {
+		t.Fatalf("job %s, %d calls, %d sent; want completed, 3, 2", job.State, len(calls), sent)
+	}
+}
+
+func waitJob(t *testing.T, client *river.Client[pgx.Tx], id int64) *rivertype.JobRow {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		job, err := client.JobGet(context.Background(), id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if job.FinalizedAt != nil || time.Now().After(deadline) {
+			return job
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestDrainWaitsForSightingsInFlight: a drain job that has found nothing
+// left must not complete while an intake commit is adding a sighting (that
+// commit queues no job of its own, since this one is running): it waits for
+// the commit, then indexes the sighting. The intake's statements are run by
+// hand here to hold its transaction open.
+func TestDrainWaitsForSightingsInFlight(t *testing.T) {
+	var pool *pgxpool.Pool
+	h := startWorkers(t, func(d *jobs.Deps) { pool = d.Pool })
+	ctx := context.Background()
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock_shared($1)`, jobs.SightingsLockKey); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, `INSERT INTO post_sightings (chat_id, message_id, bot_id, update_json) VALUES ($1, 7, 111, $2)`,
+		channel, channelFileUpdate(7, channel, 7, 1, 7)); err != nil {
+		t.Fatal(err)
+	}
+	res, err := h.client.Insert(ctx, jobs.IndexDrainArgs{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(700 * time.Millisecond)
+	if job, err := h.client.JobGet(ctx, res.Job.ID); err != nil || job.State != rivertype.JobStateRunning {
+		t.Fatalf("drain job %+v (%v) while a sighting is being committed; want it waiting, running", job, err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if job := waitJob(t, h.client, res.Job.ID); job.State != rivertype.JobStateCompleted {
+		t.Fatalf("drain job %s", job.State)
+	}
+	if n := count(t, pool, `SELECT count(*) FROM channel_posts WHERE chat_id = $1 AND message_id = 7`, channel); n != 1 {
+		t.Fatalf("the sighting committed during the drain's last check was not indexed (%d claims)", n)
+	}
+	if n := count(t, pool, `SELECT count(*) FROM post_sightings`); n != 0 {
+		t.Fatalf("%d sightings left", n)
+	}
+	h.wait(t, "sendMessage", 1)
+}
