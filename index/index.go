@@ -242,7 +242,7 @@ FROM unnest($1::bigint[], $2::bigint[]) AS t(c, m)
 JOIN channel_posts cp ON cp.chat_id = t.c AND cp.message_id = t.m
 JOIN files f ON f.file_unique_id = cp.file_unique_id
 WHERE cp.replied_at IS NULL
-ORDER BY cp.chat_id, cp.message_id`, chats, msgs)
+ORDER BY cp.chat_id, cp.message_id`, pgx.QueryExecModeExec, chats, msgs)
 	if err != nil {
 		return nil, fmt.Errorf("index: load %d posts to answer: %w", len(posts), err)
 	}

@@ -120,6 +120,12 @@ func (ix *Indexer) IndexMany(ctx context.Context, tx pgx.Tx, posts []Post) ([]Ou
 		chats[k], msgs[k], botIDs[k], slots[k], uids[k], fids[k] = p.ChatID, p.MessageID, p.BotID, int32(p.Slot), p.UniqueID, p.FileID
 	}
 
+	// Plan these statements for the arrays they get: a plan cached while
+	// the tables were small (a new deployment) scans them whole once they
+	// have grown, until autovacuum's next ANALYZE.
+	if _, err := tx.Exec(ctx, `SET LOCAL plan_cache_mode = force_custom_plan`); err != nil {
+		return nil, fmt.Errorf("index: %w", err)
+	}
 	r2s, err := ix.checkNewInR2(ctx, tx, uids)
 	if err != nil {
 		return nil, err

@@ -34,11 +34,12 @@ type fileRows struct {
 // loadForSync reads files and all their bots' file ids in one query; a file
 // with no rows is absent from the map.
 func (ix *Indexer) loadForSync(ctx context.Context, ids []string) (map[string]*fileRows, error) {
+	// QueryExecModeExec: planned for these ids each time (see IndexMany).
 	rows, err := ix.pool.Query(ctx, `
 SELECT `+fileColumns+`, b.slot, b.file_id, b.r2_synced_at IS NOT NULL
 FROM files f JOIN file_bot_ids b ON b.file_unique_id = f.file_unique_id
 WHERE f.file_unique_id = ANY($1)
-ORDER BY f.file_unique_id, b.slot`, ids)
+ORDER BY f.file_unique_id, b.slot`, pgx.QueryExecModeExec, ids)
 	if err != nil {
 		return nil, fmt.Errorf("index: load %d files for R2: %w", len(ids), err)
 	}
@@ -199,7 +200,7 @@ WITH lk AS (
     FOR UPDATE OF b
 )
 UPDATE file_bot_ids b SET r2_synced_at = now()
-FROM lk WHERE b.file_unique_id = lk.file_unique_id AND b.slot = lk.slot`, us, slots, fids)
+FROM lk WHERE b.file_unique_id = lk.file_unique_id AND b.slot = lk.slot`, pgx.QueryExecModeExec, us, slots, fids)
 		if err != nil {
 			// Written but not marked: a retry merges the same ids again.
 			return 0, unknown, errors.Join(append(errs, fmt.Errorf("index: mark %d files synced: %w", n, err))...)
