@@ -2,6 +2,7 @@ package index
 
 import (
 	"fmt"
+	"math"
 	"strings"
 
 	"github.com/go-telegram/bot/models"
@@ -89,6 +90,12 @@ func PostFromMessage(slot int, botID int64, msg *models.Message) (Post, bool) {
 	default:
 		return Post{}, false
 	}
+	// Postgres text cannot hold NUL, which JSON can carry: one such name
+	// would otherwise fail every batch it is in.
+	for _, f := range []*string{&p.UniqueID, &p.FileID, &p.Name, &p.MimeType, &p.Caption} {
+		*f = strings.ReplaceAll(*f, "\x00", "")
+	}
+	p.Duration, p.Width, p.Height = clampInt32(p.Duration), clampInt32(p.Width), clampInt32(p.Height)
 	if p.UniqueID == "" || p.FileID == "" {
 		return Post{}, false
 	}
@@ -160,3 +167,7 @@ func chatShort(id int64) int64 {
 	}
 	return id
 }
+
+// clampInt32 keeps a nonsense duration or dimension inside the integer
+// column instead of wrapping around.
+func clampInt32(v int) int { return max(min(v, math.MaxInt32), 0) }

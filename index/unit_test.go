@@ -62,6 +62,14 @@ func TestDCFromFileID(t *testing.T) {
 
 func TestPostFromMessage(t *testing.T) {
 	channel := models.Chat{ID: -1001234567890, Type: models.ChatTypeChannel}
+	t.Run("NUL and overflowing numbers", func(t *testing.T) {
+		p, ok := index.PostFromMessage(1, 42, &models.Message{ID: 7, Chat: channel, Caption: "a\x00b",
+			Video: &models.Video{FileID: gotdVideoDC2, FileUniqueID: "AgADnul", Duration: 1 << 40, Width: -5,
+				FileName: "x\x00.mp4", MimeType: "video/mp4\x00"}})
+		if !ok || p.Caption != "ab" || p.Name != "x.mp4" || p.MimeType != "video/mp4" || p.Duration != 1<<31-1 || p.Width != 0 {
+			t.Fatalf("got %+v, %v", p, ok)
+		}
+	})
 	t.Run("video", func(t *testing.T) {
 		p, ok := index.PostFromMessage(3, 42, &models.Message{ID: 6402, Chat: channel, Caption: "cap",
 			Video: &models.Video{FileID: gotdVideoDC2, FileUniqueID: "AgADvid", Width: 1920, Height: 1080, Duration: 61,

@@ -148,6 +148,16 @@ func (w *UpdateWorker) stats(ctx context.Context) (string, error) {
 	}
 	sb.WriteString(strings.Join(counts, "\n"))
 	fmt.Fprintf(&sb, "\n<b>Bots</b>: %d", len(w.d.Bots.All()))
+	var files, waiting, failed int64
+	err = w.d.Pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM files),
+		(SELECT count(*) FROM post_sightings WHERE error IS NULL), (SELECT count(*) FROM post_sightings WHERE error IS NOT NULL)`).Scan(&files, &waiting, &failed)
+	if err != nil {
+		return "", fmt.Errorf("count index: %w", err)
+	}
+	fmt.Fprintf(&sb, "\n<b>Index</b>: %d files; %d sightings waiting", files, waiting)
+	if failed > 0 {
+		fmt.Fprintf(&sb, "; %d could not be indexed (see post_sightings.error)", failed)
+	}
 	return sb.String(), nil
 }
 

@@ -244,7 +244,7 @@ func (w *IndexDrainWorker) Work(ctx context.Context, job *river.Job[IndexDrainAr
 				return fmt.Errorf("lock sightings: %w", err)
 			}
 			var one int
-			err := tx.QueryRow(ctx, `SELECT 1 FROM post_sightings LIMIT 1 FOR UPDATE SKIP LOCKED`).Scan(&one)
+			err := tx.QueryRow(ctx, `SELECT 1 FROM post_sightings WHERE error IS NULL LIMIT 1 FOR UPDATE SKIP LOCKED`).Scan(&one)
 			if err == nil || !errors.Is(err, pgx.ErrNoRows) {
 				return err // a sighting arrived: go round again
 			}
@@ -260,6 +260,12 @@ func (w *IndexDrainWorker) Work(ctx context.Context, job *river.Job[IndexDrainAr
 	}
 }
 
+// sighting is one post_sightings row taken by a round.
+type sighting struct {
+	chatID, messageID, botID int64
+	raw                      []byte
+}
+
 // round takes up to drainRound sightings and indexes them in the same
 // transaction; it returns how many it took.
 func (w *IndexDrainWorker) round(ctx context.Context) (int, error) {
@@ -269,23 +275,26 @@ func (w *IndexDrainWorker) round(ctx context.Context) (int, error) {
 		err = pgx.BeginFunc(ctx, w.d.Pool, func(tx pgx.Tx) error {
 			rows, err := tx.Query(ctx, `
 				DELETE FROM post_sightings WHERE ctid IN (
-					SELECT ctid FROM post_sightings LIMIT $1 FOR UPDATE SKIP LOCKED)
-				RETURNING bot_id, update_json`, drainRound)
+					SELECT ctid FROM post_sightings WHERE error IS NULL LIMIT $1 FOR UPDATE SKIP LOCKED)
+				RETURNING chat_id, message_id, bot_id, update_json`, drainRound)
 			if err != nil {
 				return fmt.Errorf("take sightings: %w", err)
 			}
 			var posts []index.Post
+			var from []sighting
 			taken = 0
 			for rows.Next() {
-				var botID int64
-				var raw []byte
-				if err := rows.Scan(&botID, &raw); err != nil {
+				var s sighting
+				if err := rows.Scan(&s.chatID, &s.messageID, &s.botID, &s.raw); err != nil {
 					rows.Close()
 					return fmt.Errorf("read sighting: %w", err)
 				}
 				taken++
-				if p, ok := w.postOf(botID, raw); ok {
-					posts = append(posts, p)
+				if p, ok := w.postOf(s.botID, s.raw); ok {
+					posts, from = append(posts, p), append(from, s)
+				} else {
+					w.d.Logger.Warn("sighting not indexed: not a file post, or its bot is no longer configured",
+						"chat_id", s.chatID, "message_id", s.messageID, "bot_id", s.botID)
 				}
 			}
 			if err := rows.Err(); err != nil {
@@ -294,9 +303,9 @@ func (w *IndexDrainWorker) round(ctx context.Context) (int, error) {
 			if len(posts) == 0 {
 				return nil
 			}
-			outs, err := w.d.Index.IndexMany(ctx, tx, posts)
+			posts, outs, err := w.indexIsolating(ctx, tx, posts, from)
 			if err != nil {
-				return fmt.Errorf("index %d sightings: %w", len(posts), err)
+				return err
 			}
 			return queueIndexJobs(ctx, tx, river.ClientFromContext[pgx.Tx](ctx), w.d.R2Enabled, posts, outs)
 		})
@@ -305,6 +314,65 @@ func (w *IndexDrainWorker) round(ctx context.Context) (int, error) {
 		}
 	}
 	return taken, err
+}
+
+// indexIsolating indexes posts together; when the data of one of them makes
+// the batch fail, it indexes them one by one and puts each that fails back
+// in post_sightings with its error, so one bad sighting cannot stall the
+// index. It returns the posts recorded and their outcomes. Any other error
+// (the database unreachable, say) fails the round, which is retried whole.
+func (w *IndexDrainWorker) indexIsolating(ctx context.Context, tx pgx.Tx, posts []index.Post, from []sighting) ([]index.Post, []index.Outcome, error) {
+	ix := w.d.Index
+	outs, err := inSavepoint(ctx, tx, func(sp pgx.Tx) ([]index.Outcome, error) { return ix.IndexMany(ctx, sp, posts) })
+	if !poisoned(err) {
+		if err != nil {
+			return nil, nil, fmt.Errorf("index %d sightings: %w", len(posts), err)
+		}
+		return posts, outs, nil
+	}
+	var good []index.Post
+	var goodOuts []index.Outcome
+	for i, p := range posts {
+		out, err := inSavepoint(ctx, tx, func(sp pgx.Tx) ([]index.Outcome, error) { return ix.IndexMany(ctx, sp, []index.Post{p}) })
+		switch {
+		case err == nil:
+			good, goodOuts = append(good, p), append(goodOuts, out[0])
+		case poisoned(err):
+			s, why := from[i], err.Error()
+			w.d.Logger.Error("sighting cannot be indexed; kept in post_sightings with its error",
+				"chat_id", s.chatID, "message_id", s.messageID, "bot_id", s.botID, "err", why)
+			if _, err := tx.Exec(ctx, `INSERT INTO post_sightings (chat_id, message_id, bot_id, update_json, error) VALUES ($1, $2, $3, $4, $5)`,
+				s.chatID, s.messageID, s.botID, s.raw, why); err != nil {
+				return nil, nil, fmt.Errorf("keep failed sighting %d/%d: %w", s.chatID, s.messageID, err)
+			}
+		default:
+			return nil, nil, fmt.Errorf("index sighting %d/%d: %w", p.ChatID, p.MessageID, err)
+		}
+	}
+	return good, goodOuts, nil
+}
+
+// inSavepoint runs f in a savepoint of tx, rolled back if f fails.
+func inSavepoint(ctx context.Context, tx pgx.Tx, f func(pgx.Tx) ([]index.Outcome, error)) ([]index.Outcome, error) {
+	sp, err := tx.Begin(ctx)
+	if err != nil {
+		return nil, err
+	}
+	outs, err := f(sp)
+	if err != nil {
+		_ = sp.Rollback(ctx)
+		return nil, err
+	}
+	return outs, sp.Commit(ctx)
+}
+
+// poisoned tells an error caused by the data of a sighting (invalid, or
+// breaking a data or integrity rule) from one of the database itself: the
+// first fails the same way on every retry.
+func poisoned(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.Is(err, index.ErrInvalidPost) ||
+		errors.As(err, &pgErr) && (strings.HasPrefix(pgErr.Code, "22") || strings.HasPrefix(pgErr.Code, "23"))
 }
 
 // postOf decodes a sighting. One from a bot no longer configured, or that is

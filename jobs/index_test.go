@@ -281,3 +281,60 @@ func TestDrainWaitsForSightingsInFlight(t *testing.T) {
 	}
 	h.wait(t, "sendMessage", 1)
 }
+
+// TestDrainKeepsAPoisonedSightingAside: a sighting whose data the database
+// refuses (here a trigger stands in for any data or constraint error) is
+// kept in post_sightings with its error; the other posts of the same round
+// are indexed and answered, and the drain completes instead of failing
+// every round.
+func TestDrainKeepsAPoisonedSightingAside(t *testing.T) {
+	var pool *pgxpool.Pool
+	h := startWorkers(t, func(d *jobs.Deps) { pool = d.Pool })
+	ctx := context.Background()
+	if _, err := pool.Exec(ctx, `
+		CREATE FUNCTION poison() RETURNS trigger LANGUAGE plpgsql AS $$
+		BEGIN
+			IF NEW.file_name = 'poison.mkv' THEN RAISE EXCEPTION 'poisoned file' USING ERRCODE = '22023'; END IF;
+			RETURN NEW;
+		END $$;
+		CREATE TRIGGER poison BEFORE INSERT ON files FOR EACH ROW EXECUTE FUNCTION poison();`); err != nil {
+		t.Fatal(err)
+	}
+	for m := int64(1); m <= 4; m++ {
+		raw := channelFileUpdate(m, channel, m, 1, m)
+		if m == 3 {
+			raw = []byte(strings.Replace(string(raw), "file-3.mkv", "poison.mkv", 1))
+		}
+		if _, err := pool.Exec(ctx, `INSERT INTO post_sightings (chat_id, message_id, bot_id, update_json) VALUES ($1, $2, 111, $3)`, channel, m, raw); err != nil {
+			t.Fatal(err)
+		}
+	}
+	res, err := h.client.Insert(ctx, jobs.IndexDrainArgs{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if job := waitJob(t, h.client, res.Job.ID); job.State != rivertype.JobStateCompleted || job.Attempt != 1 {
+		t.Fatalf("drain job %s after %d attempts", job.State, job.Attempt)
+	}
+	replies := h.wait(t, "sendMessage", 3)
+	for _, r := range replies {
+		if strings.Contains(r.Params["reply_parameters"], `"message_id":3`) {
+			t.Fatalf("the poisoned post was answered: %+v", r.Params)
+		}
+	}
+	if n := count(t, pool, `SELECT count(*) FROM channel_posts`); n != 3 {
+		t.Fatalf("%d posts indexed, want 3", n)
+	}
+	if n := count(t, pool, `SELECT count(*) FROM post_sightings WHERE message_id = 3 AND error LIKE '%poisoned file%'`); n != 1 {
+		t.Fatalf("poisoned sighting not kept with its error")
+	}
+	if n := count(t, pool, `SELECT count(*) FROM post_sightings`); n != 1 {
+		t.Fatalf("%d sightings left, want only the poisoned one", n)
+	}
+	// /stats tells the admin.
+	h.deliver(t, command(50, admin, "/stats"))
+	stats := h.wait(t, "sendMessage", 4)[3]
+	if !strings.Contains(stats.Params["text"], "3 files; 0 sightings waiting; 1 could not be indexed") {
+		t.Fatalf("/stats: %q", stats.Params["text"])
+	}
+}

@@ -4,7 +4,13 @@
 -- by one job per post under a per-post key, so the key function goes.
 DROP FUNCTION post_lock_key(bigint, bigint);
 
+-- A sighting the index cannot record (its data breaks a constraint) stays
+-- here with the error, for an admin to see, instead of failing every round
+-- it would be part of.
+ALTER TABLE post_sightings ADD COLUMN error text;
+
 -- +goose Down
+ALTER TABLE post_sightings DROP COLUMN error;
 -- +goose StatementBegin
 CREATE FUNCTION post_lock_key(chat bigint, msg bigint) RETURNS bigint
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
