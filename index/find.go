@@ -88,15 +88,19 @@ type Holder struct {
 }
 
 // Holders lists the bots that can send a file, best first: bots not in
-// flood wait before those that are, then fewest sends in flight, then least
+// flood wait before those that are, then fewest sends in flight (leases in
+// bot_sends younger than sendLease, from every process), then least
 // recently used (so equal bots take turns), then slot.
 func (ix *Indexer) Holders(ctx context.Context, uniqueID string) ([]Holder, error) {
 	rows, err := ix.pool.Query(ctx, `
-SELECT b.slot, b.bot_id, b.file_id, coalesce(l.in_flight, 0), l.flood_wait_until
+SELECT b.slot, b.bot_id, b.file_id, s.n, l.flood_wait_until
 FROM file_bot_ids b LEFT JOIN bot_load l ON l.bot_id = b.bot_id
+CROSS JOIN LATERAL (
+    SELECT count(*)::int AS n FROM bot_sends
+    WHERE bot_id = b.bot_id AND started_at > now() - make_interval(secs => $2)) s
 WHERE b.file_unique_id = $1
-ORDER BY coalesce(l.flood_wait_until > now(), false), coalesce(l.in_flight, 0),
-         l.last_used_at NULLS FIRST, b.slot`, uniqueID)
+ORDER BY coalesce(l.flood_wait_until > now(), false), s.n,
+         l.last_used_at NULLS FIRST, b.slot`, uniqueID, sendLease.Seconds())
 	if err != nil {
 		return nil, fmt.Errorf("index: holders of %s: %w", uniqueID, err)
 	}
@@ -150,9 +154,9 @@ func (ix *Indexer) SendWithFailover(ctx context.Context, holders []Holder, send 
 		if err := ctx.Err(); err != nil {
 			return Holder{}, fmt.Errorf("index: send: %w", err)
 		}
-		ix.loadBegin(ctx, h.BotID)
+		lease := ix.loadBegin(ctx, h.BotID)
 		err := send(ctx, h)
-		ix.loadEnd(ctx, h.BotID, err)
+		ix.loadEnd(ctx, h.BotID, lease, err)
 		if err == nil {
 			return h, nil
 		}
@@ -176,18 +180,29 @@ func FloodWait(err error) (time.Duration, bool) {
 	return 0, false
 }
 
-// Load accounting is best effort: a failed counter update is logged and
-// never fails the send it describes.
-func (ix *Indexer) loadBegin(ctx context.Context, botID int64) {
-	_, err := ix.pool.Exec(context.WithoutCancel(ctx), `
-INSERT INTO bot_load (bot_id, in_flight, last_used_at) VALUES ($1, 1, now())
-ON CONFLICT (bot_id) DO UPDATE SET in_flight = bot_load.in_flight + 1, last_used_at = now(), updated_at = now()`, botID)
+// sendLease is how long a send counts as in flight at most: far longer than
+// any send by file_id takes, so only a send whose process died is cut short.
+const sendLease = 10 * time.Minute
+
+// Load accounting is best effort: a failed update is logged and never fails
+// the send it describes. loadBegin returns the lease to end (0 if none).
+func (ix *Indexer) loadBegin(ctx context.Context, botID int64) int64 {
+	var lease int64
+	err := ix.pool.QueryRow(context.WithoutCancel(ctx), `
+WITH stale AS (
+    DELETE FROM bot_sends WHERE bot_id = $1 AND started_at < now() - make_interval(secs => $2)
+), used AS (
+    INSERT INTO bot_load (bot_id, last_used_at) VALUES ($1, now())
+    ON CONFLICT (bot_id) DO UPDATE SET last_used_at = now(), updated_at = now()
+)
+INSERT INTO bot_sends (bot_id) VALUES ($1) RETURNING id`, botID, sendLease.Seconds()).Scan(&lease)
 	if err != nil {
 		ix.log.WarnContext(ctx, "bot load: begin", slog.Int64("bot_id", botID), slog.Any("err", err))
 	}
+	return lease
 }
 
-func (ix *Indexer) loadEnd(ctx context.Context, botID int64, sendErr error) {
+func (ix *Indexer) loadEnd(ctx context.Context, botID, lease int64, sendErr error) {
 	var wait *time.Time
 	if d, ok := FloodWait(sendErr); ok {
 		t := time.Now().Add(d)
@@ -195,12 +210,12 @@ func (ix *Indexer) loadEnd(ctx context.Context, botID int64, sendErr error) {
 	}
 	ok := sendErr == nil
 	_, err := ix.pool.Exec(context.WithoutCancel(ctx), `
-UPDATE bot_load SET in_flight = greatest(in_flight - 1, 0),
-       sends = sends + CASE WHEN $2 THEN 1 ELSE 0 END,
+WITH ended AS (DELETE FROM bot_sends WHERE id = $4)
+UPDATE bot_load SET sends = sends + CASE WHEN $2 THEN 1 ELSE 0 END,
        failures = failures + CASE WHEN $2 THEN 0 ELSE 1 END,
        flood_wait_until = coalesce($3, CASE WHEN flood_wait_until > now() THEN flood_wait_until END),
        updated_at = now()
-WHERE bot_id = $1`, botID, ok, wait)
+WHERE bot_id = $1`, botID, ok, wait, lease)
 	if err != nil {
 		ix.log.WarnContext(ctx, "bot load: end", slog.Int64("bot_id", botID), slog.Any("err", err))
 	}

@@ -364,19 +364,27 @@ func TestHoldersAndFailover(t *testing.T) {
 	if hs[0].Slot != 1 || hs[1].Slot != 3 {
 		t.Fatalf("order: %+v", hs)
 	}
-	if n := count(t, pool, `SELECT count(*) FROM bot_load WHERE in_flight = 0`); n != 3 {
-		t.Fatalf("in-flight counters not released: %d rows at 0", n)
+	if n := count(t, pool, `SELECT count(*) FROM bot_sends`); n != 0 {
+		t.Fatalf("%d sends still in flight after they ended", n)
 	}
 	if n := count(t, pool, `SELECT sends::int FROM bot_load WHERE bot_id = 1003`); n != 1 {
 		t.Fatalf("sends of slot 3 = %d", n)
 	}
-	// A bot busy with a send is ranked after idle ones.
-	if _, err := pool.Exec(ctx, `UPDATE bot_load SET in_flight = 5 WHERE bot_id = 1001`); err != nil {
+	// A bot busy with sends (in any process) is ranked after idle ones.
+	if _, err := pool.Exec(ctx, `INSERT INTO bot_sends (bot_id) VALUES (1001), (1001)`); err != nil {
 		t.Fatal(err)
 	}
 	hs, _ = ix.Holders(ctx, uid)
-	if hs[0].Slot != 3 || hs[1].Slot != 1 {
+	if hs[0].Slot != 3 || hs[1].Slot != 1 || hs[1].InFlight != 2 {
 		t.Fatalf("busy bot first: %+v", hs)
+	}
+	// Sends left by a process that died stop counting after the lease.
+	if _, err := pool.Exec(ctx, `UPDATE bot_sends SET started_at = now() - interval '11 minutes'`); err != nil {
+		t.Fatal(err)
+	}
+	hs, _ = ix.Holders(ctx, uid)
+	if hs[0].Slot != 1 || hs[0].InFlight != 0 {
+		t.Fatalf("a dead process's sends still count: %+v", hs)
 	}
 	// Everyone fails: all errors are reported.
 	_, err = ix.SendWithFailover(ctx, hs, func(context.Context, index.Holder) error { return errors.New("nope") })
