@@ -124,8 +124,10 @@ func TestDrainLeavesNoSightingBehind(t *testing.T) {
 		}
 	}
 	waitNoUnfinished(t, pool, "index_drain")
-	if n := count(t, pool, `SELECT count(*) FROM river_job WHERE kind IN ('index_drain', 'index_reply')`); n >= posts {
-		t.Fatalf("%d index jobs for %d posts: not batched", n, posts)
+	// How many rounds the waves make depends on timing; one job per
+	// sighting (660) or per post and kind would be far more.
+	if n := count(t, pool, `SELECT count(*) FROM river_job WHERE kind IN ('index_drain', 'index_reply')`); n >= posts*bots/3 {
+		t.Fatalf("%d index jobs for %d sightings: not batched", n, posts*bots)
 	}
 }
 
@@ -263,7 +265,21 @@ func TestDrainWaitsForSightingsInFlight(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(700 * time.Millisecond)
+	// Once running, the job finds nothing it can take and must wait for the
+	// open transaction instead of completing.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		job, err := h.client.JobGet(ctx, res.Job.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if job.State == rivertype.JobStateRunning {
+			break
+		}
+		if job.FinalizedAt != nil || time.Now().After(deadline) {
+			t.Fatalf("drain job %s before the sighting committed; want it running, waiting", job.State)
+		}
+	}
+	time.Sleep(500 * time.Millisecond)
 	if job, err := h.client.JobGet(ctx, res.Job.ID); err != nil || job.State != rivertype.JobStateRunning {
 		t.Fatalf("drain job %+v (%v) while a sighting is being committed; want it waiting, running", job, err)
 	}
