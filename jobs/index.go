@@ -63,6 +63,11 @@ func (a IndexReplyArgs) posts() []ReplyPost {
 // is ever left without a job that will write it.
 type R2SyncArgs struct {
 	UniqueIDs []string `json:"unique_ids"`
+	// NotBefore is when the write may start (the debounce). The job itself
+	// is available at once and waits in its worker: River promotes
+	// scheduled jobs only every few seconds, which would stretch a 2 s
+	// debounce to as much as 7.
+	NotBefore time.Time `json:"not_before,omitzero"`
 	// UniqueID is the single-file form of earlier releases; jobs already
 	// queued with it still run.
 	UniqueID string `json:"unique_id,omitempty"`
@@ -165,8 +170,7 @@ func queueIndexJobs(ctx context.Context, tx pgx.Tx, client *river.Client[pgx.Tx]
 	if len(r2IDs) > 0 {
 		// A short delay lets the other bots' sightings of the posts land
 		// first: one create instead of a create and ten merges.
-		jobs = append(jobs, river.InsertManyParams{Args: R2SyncArgs{UniqueIDs: r2IDs},
-			InsertOpts: &river.InsertOpts{ScheduledAt: time.Now().Add(r2Debounce)}})
+		jobs = append(jobs, river.InsertManyParams{Args: R2SyncArgs{UniqueIDs: r2IDs, NotBefore: time.Now().Add(r2Debounce)}})
 	}
 	if len(jobs) == 0 {
 		return nil
@@ -492,6 +496,15 @@ type R2SyncWorker struct {
 // fails the job, which retries them all: the files that did land are found
 // synced and cost no R2 request.
 func (w *R2SyncWorker) Work(ctx context.Context, job *river.Job[R2SyncArgs]) error {
+	if wait := time.Until(job.Args.NotBefore); wait > 0 {
+		t := time.NewTimer(wait)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			return river.JobSnooze(max(time.Until(job.Args.NotBefore), 0)) // shutting down: no attempt used
+		}
+	}
 	ids := job.Args.ids()
 	if _, err := w.d.Index.SyncFiles(ctx, ids, 8); err != nil {
 		return fmt.Errorf("r2 sync of %d files: %w", len(ids), err)
