@@ -178,6 +178,8 @@ func (ix *Indexer) syncFiles(ctx context.Context, ids []string, workers int, for
 	// Mark exactly the (file, slot, file_id) triples just written: a
 	// file_id replaced meanwhile stays pending. Rows are locked in (file,
 	// slot) order, as the index writes them, so the two cannot deadlock.
+	// The rows are found by primary key; filtering on r2_synced_at there
+	// would let the planner scan every pending row of the table instead.
 	var us, fids []string
 	var slots []int32
 	for i, id := range ids {
@@ -192,15 +194,15 @@ func (ix *Indexer) syncFiles(ctx context.Context, ids []string, workers int, for
 	if n > 0 {
 		_, err := ix.pool.Exec(ctx, `
 WITH lk AS (
-    SELECT b.file_unique_id, b.slot
-    FROM file_bot_ids b JOIN unnest($1::text[], $2::int[], $3::text[]) AS w(u, s, f)
-         ON b.file_unique_id = w.u AND b.slot = w.s AND b.file_id = w.f
-    WHERE b.r2_synced_at IS NULL
+    SELECT b.file_unique_id, b.slot, w.f
+    FROM unnest($1::text[], $2::int[], $3::text[]) AS w(u, s, f)
+    JOIN file_bot_ids b ON b.file_unique_id = w.u AND b.slot = w.s
     ORDER BY b.file_unique_id, b.slot
     FOR UPDATE OF b
 )
 UPDATE file_bot_ids b SET r2_synced_at = now()
-FROM lk WHERE b.file_unique_id = lk.file_unique_id AND b.slot = lk.slot`, pgx.QueryExecModeExec, us, slots, fids)
+FROM lk WHERE b.file_unique_id = lk.file_unique_id AND b.slot = lk.slot
+    AND b.file_id = lk.f AND b.r2_synced_at IS NULL`, pgx.QueryExecModeExec, us, slots, fids)
 		if err != nil {
 			// Written but not marked: a retry merges the same ids again.
 			return 0, unknown, errors.Join(append(errs, fmt.Errorf("index: mark %d files synced: %w", n, err))...)

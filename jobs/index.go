@@ -271,7 +271,11 @@ type sighting struct {
 }
 
 // round takes up to drainRound sightings and indexes them in the same
-// transaction; it returns how many it took.
+// transaction; it returns how many it took. Sightings are taken in key
+// order: a post's sightings then land in one round, and the scan walks the
+// primary key instead of every dead row a sequential scan would revisit
+// until vacuum. (Under a backlog larger than a round, later chats wait for
+// earlier ones.)
 func (w *IndexDrainWorker) round(ctx context.Context) (int, error) {
 	var taken int
 	var err error
@@ -279,7 +283,7 @@ func (w *IndexDrainWorker) round(ctx context.Context) (int, error) {
 		err = pgx.BeginFunc(ctx, w.d.Pool, func(tx pgx.Tx) error {
 			rows, err := tx.Query(ctx, `
 				DELETE FROM post_sightings WHERE ctid IN (
-					SELECT ctid FROM post_sightings WHERE error IS NULL LIMIT $1 FOR UPDATE SKIP LOCKED)
+					SELECT ctid FROM post_sightings WHERE error IS NULL ORDER BY chat_id, message_id, bot_id LIMIT $1 FOR UPDATE SKIP LOCKED)
 				RETURNING chat_id, message_id, bot_id, update_json`, drainRound)
 			if err != nil {
 				return fmt.Errorf("take sightings: %w", err)
