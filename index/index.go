@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/ferry-dev/ferry/r2"
@@ -205,14 +206,37 @@ func (ix *Indexer) checkR2(ctx context.Context, uniqueID string) (bool, error) {
 // MarkReplied records that the reply to a post was sent (replyMessageID is
 // the bot's reply message). It returns false when the post was already
 // marked, so a reply job that is retried after a crash can tell.
+//
+// The mark is committed without waiting for the WAL flush: a reply job marks
+// each post right after its send, and a flush per reply made the replies
+// wait on the disk. Only a crash of Postgres itself within a fraction of a
+// second can lose a mark, and the job's own completion is written after it.
 func (ix *Indexer) MarkReplied(ctx context.Context, chatID, messageID, replyMessageID int64) (bool, error) {
-	tag, err := ix.pool.Exec(ctx, `
+	var tag pgconn.CommandTag
+	err := execAsyncCommit(ctx, ix.pool, func(b *pgx.Batch) {
+		b.Queue(`
 UPDATE channel_posts SET replied_at = now(), reply_message_id = $3
-WHERE chat_id = $1 AND message_id = $2 AND replied_at IS NULL`, chatID, messageID, replyMessageID)
+WHERE chat_id = $1 AND message_id = $2 AND replied_at IS NULL`, chatID, messageID, replyMessageID).Exec(func(t pgconn.CommandTag) error {
+			tag = t
+			return nil
+		})
+	})
 	if err != nil {
 		return false, fmt.Errorf("index: mark post %d/%d replied: %w", chatID, messageID, err)
 	}
 	return tag.RowsAffected() == 1, nil
+}
+
+// execAsyncCommit runs the statements queued by queue in one implicit
+// transaction whose commit does not wait for the WAL flush
+// (synchronous_commit off for it alone), in one round trip. For
+// bookkeeping that is cheap to redo: a lost write only repeats work.
+func execAsyncCommit(ctx context.Context, pool *pgxpool.Pool, queue func(*pgx.Batch)) error {
+	b := &pgx.Batch{}
+	// Planned for its arguments too (see IndexMany).
+	b.Queue(`SELECT set_config('synchronous_commit', 'off', true), set_config('plan_cache_mode', 'force_custom_plan', true)`)
+	queue(b)
+	return pool.SendBatch(ctx, b).Close()
 }
 
 // PostRef names a channel post.

@@ -192,7 +192,10 @@ func (ix *Indexer) syncFiles(ctx context.Context, ids []string, workers int, for
 		}
 	}
 	if n > 0 {
-		_, err := ix.pool.Exec(ctx, `
+		// Committed without waiting for the WAL flush: a mark lost to a
+		// Postgres crash only makes the sweep write the file again.
+		err := execAsyncCommit(ctx, ix.pool, func(b *pgx.Batch) {
+			b.Queue(`
 WITH lk AS (
     SELECT b.file_unique_id, b.slot, w.f
     FROM unnest($1::text[], $2::int[], $3::text[]) AS w(u, s, f)
@@ -202,7 +205,8 @@ WITH lk AS (
 )
 UPDATE file_bot_ids b SET r2_synced_at = now()
 FROM lk WHERE b.file_unique_id = lk.file_unique_id AND b.slot = lk.slot
-    AND b.file_id = lk.f AND b.r2_synced_at IS NULL`, pgx.QueryExecModeExec, us, slots, fids)
+    AND b.file_id = lk.f AND b.r2_synced_at IS NULL`, us, slots, fids)
+		})
 		if err != nil {
 			// Written but not marked: a retry merges the same ids again.
 			return 0, unknown, errors.Join(append(errs, fmt.Errorf("index: mark %d files synced: %w", n, err))...)
