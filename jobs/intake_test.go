@@ -163,8 +163,9 @@ func TestIntakeReportsDatabaseFailure(t *testing.T) {
 
 // TestIntakeRoutesSightingsToTheDrain: eleven bots' updates about one
 // channel post become eleven post_sightings rows, byte for byte, and one
-// index_drain job, whether they arrive together or in separate commits; a
-// re-delivery adds nothing, and a command is still an update job.
+// index_drain job (a few if commits race), not one per update, whether they
+// arrive together or in separate commits; a re-delivery adds nothing, and a
+// command is still an update job.
 func TestIntakeRoutesSightingsToTheDrain(t *testing.T) {
 	pool := dbtest.New(t)
 	d := testDeps(t, pool, "http://127.0.0.1:1", nil)
@@ -204,7 +205,9 @@ func TestIntakeRoutesSightingsToTheDrain(t *testing.T) {
 	if n := count(t, pool, `SELECT count(*) FROM post_sightings WHERE chat_id = -1001 AND message_id = 5 AND update_json = $1`, raw(100)); n != 11 {
 		t.Fatalf("%d sightings", n)
 	}
-	if n := count(t, pool, `SELECT count(*) FROM river_job WHERE kind = 'index_drain'`); n != 1 {
+	// One job, or one per commit that raced the first (four flushers);
+	// the second group found the first's job waiting and queued none.
+	if n := count(t, pool, `SELECT count(*) FROM river_job WHERE kind = 'index_drain'`); n < 1 || n > 4 {
 		t.Fatalf("%d index_drain jobs", n)
 	}
 	if n := count(t, pool, `SELECT count(*) FROM river_job WHERE kind = 'update'`); n != 1 {
