@@ -12,14 +12,16 @@ import (
 )
 
 // The claims: one row per post, from the lowest slot among the batch's
-// sightings of it. A post already claimed (by an earlier batch, or one still
+// sightings of it. (The LATERAL lookups probe the files key for each row;
+// an EXISTS here was planned as a scan of the whole files table.) A post already claimed (by an earlier batch, or one still
 // open, which this waits for) is left alone. existing is the decision for a
 // file the database already has; for a new file it is settled by
 // sqlFilesMany.
 const sqlClaimMany = `
 INSERT INTO channel_posts (chat_id, message_id, file_unique_id, claimed_by_slot, claimed_by_bot, existing)
-SELECT DISTINCT ON (c, m) c, m, u, s, b, EXISTS (SELECT 1 FROM files WHERE file_unique_id = u)
+SELECT DISTINCT ON (c, m) c, m, u, s, b, f.known IS NOT NULL
 FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::int[], $5::bigint[]) AS t(c, m, u, s, b)
+LEFT JOIN LATERAL (SELECT true AS known FROM files WHERE file_unique_id = t.u LIMIT 1) f ON true
 ORDER BY c, m, s
 ON CONFLICT (chat_id, message_id) DO NOTHING
 RETURNING chat_id, message_id, claimed_by_slot, existing`
@@ -259,8 +261,9 @@ func (ix *Indexer) checkNewInR2(ctx context.Context, tx pgx.Tx, uids []string) (
 		return nil, nil
 	}
 	rows, err := tx.Query(ctx, `
-SELECT u FROM (SELECT DISTINCT u FROM unnest($1::text[]) AS u) t
-WHERE NOT EXISTS (SELECT 1 FROM files WHERE file_unique_id = t.u)`, uids)
+SELECT t.u FROM (SELECT DISTINCT u FROM unnest($1::text[]) AS u) t
+LEFT JOIN LATERAL (SELECT true AS known FROM files WHERE file_unique_id = t.u LIMIT 1) f ON true
+WHERE f.known IS NULL`, uids)
 	if err != nil {
 		return nil, fmt.Errorf("index: look up %d files: %w", len(uids), err)
 	}
