@@ -516,6 +516,13 @@ func (w *R2SyncWorker) Work(ctx context.Context, job *river.Job[R2SyncArgs]) err
 	return nil
 }
 
+// NextRetry retries R2 writes at most a minute apart: an outage should end
+// with the bucket caught up within a minute, not hours later.
+func (w *R2SyncWorker) NextRetry(job *river.Job[R2SyncArgs]) time.Time {
+	d := time.Duration(1<<min(job.Attempt, 6)) * time.Second
+	return time.Now().Add(min(d, time.Minute))
+}
+
 // R2SweepWorker runs the sweep.
 type R2SweepWorker struct {
 	river.WorkerDefaults[R2SweepArgs]

@@ -354,3 +354,22 @@ func TestDrainKeepsAPoisonedSightingAside(t *testing.T) {
 		t.Fatalf("/stats: %q", stats.Params["text"])
 	}
 }
+
+// TestR2RetriesAtMostAMinuteApart: a bucket that was down for an hour is
+// caught up within a minute of coming back, not after River's default
+// backoff (hours by the tenth attempt).
+func TestR2RetriesAtMostAMinuteApart(t *testing.T) {
+	w := &jobs.R2SyncWorker{}
+	prev := time.Duration(0)
+	for attempt := 1; attempt <= 25; attempt++ {
+		job := &river.Job[jobs.R2SyncArgs]{JobRow: &rivertype.JobRow{Attempt: attempt}}
+		wait := time.Until(w.NextRetry(job))
+		if wait > time.Minute+time.Second || wait+time.Second < prev {
+			t.Fatalf("attempt %d retries in %v (previous %v)", attempt, wait, prev)
+		}
+		prev = wait
+	}
+	if prev < 59*time.Second {
+		t.Fatalf("retries settle at %v, want a minute", prev)
+	}
+}
