@@ -139,7 +139,7 @@ func TestEndToEndWebhookToReply(t *testing.T) {
 	if code := w.post(t, p, w.secret, []byte(`{"update_id":`)); code != 400 {
 		t.Fatalf("malformed JSON: %d", code)
 	}
-	if n := w.query(t, `SELECT count(*) FROM river_job`); n != 1 {
+	if n := w.query(t, `SELECT count(*) FROM river_job WHERE kind = 'update'`); n != 1 {
 		t.Fatalf("%d jobs after bad input", n)
 	}
 
@@ -190,7 +190,7 @@ func TestUpdateSurvivesCrashBeforeReply(t *testing.T) {
 	if n := len(w.sentTo(userID)); n != 0 {
 		t.Fatalf("web process replied itself (%d)", n)
 	}
-	if n := w.query(t, `SELECT count(*) FROM river_job WHERE state = 'available'`); n != 1 {
+	if n := w.query(t, `SELECT count(*) FROM river_job WHERE kind = 'update' AND state = 'available'`); n != 1 {
 		t.Fatalf("%d durable jobs after the crash", n)
 	}
 	p := start(t, w.env, "serve")
