@@ -10,6 +10,7 @@ import (
 
 	"github.com/go-telegram/bot/models"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/riverqueue/river"
 
 	"github.com/ferry-dev/ferry/db/dbtest"
@@ -169,7 +170,8 @@ func command(id int64, from int64, text string) models.Update {
 // it; /get is sent by one bot, and when that bot is refused, by the other
 // with its own file_id.
 func TestFindAndGetWithFailover(t *testing.T) {
-	h := startWorkers(t)
+	var pool *pgxpool.Pool
+	h := startWorkers(t, func(d *jobs.Deps) { pool = d.Pool })
 	spec := telegramtest.FileSpec{Kind: telegramtest.KindDocument, Name: "Big Buck Bunny.mkv", MimeType: "video/x-matroska", Size: 734003200, UniqueKey: "bbb"}
 	refs := map[string]telegramtest.FileRef{workerToken: h.tg.AddFile(workerToken, spec), otherToken: h.tg.AddFile(otherToken, spec)}
 	for i, tok := range []string{workerToken, otherToken} {
@@ -187,6 +189,12 @@ func TestFindAndGetWithFailover(t *testing.T) {
 		t.Fatalf("index reply %+v", reply.Params)
 	}
 	uid := refs[workerToken].FileUniqueID
+	// The other bot's sighting may still be in its job: /get needs both.
+	for deadline := time.Now().Add(15 * time.Second); count(t, pool, `SELECT count(*) FROM file_bot_ids`) < 2; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the second bot's file_id was never recorded")
+		}
+	}
 
 	h.deliver(t, command(20, admin, "/find bunny"))
 	found := h.wait(t, "sendMessage", 2)[1]
