@@ -270,6 +270,14 @@ type sighting struct {
 	raw                      []byte
 }
 
+// NextRetry retries a failed drain (the database was unreachable, say)
+// within seconds, not on River's growing backoff: while this job waits to
+// retry, the intake queues no other, so every new sighting waits with it.
+func (w *IndexDrainWorker) NextRetry(job *river.Job[IndexDrainArgs]) time.Time {
+	d := time.Duration(1<<min(job.Attempt, 4)) * time.Second
+	return time.Now().Add(min(d, 10*time.Second))
+}
+
 // round takes up to drainRound sightings and indexes them in the same
 // transaction; it returns how many it took. Sightings are taken in key
 // order: a post's sightings then land in one round, and the scan walks the

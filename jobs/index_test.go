@@ -373,3 +373,63 @@ func TestR2RetriesAtMostAMinuteApart(t *testing.T) {
 		t.Fatalf("retries settle at %v, want a minute", prev)
 	}
 }
+
+// TestDrainRetriesWithinSeconds: while a failed drain job waits to retry,
+// the intake queues no other, so its retries must come quickly.
+func TestDrainRetriesWithinSeconds(t *testing.T) {
+	w := &jobs.IndexDrainWorker{}
+	for attempt := 1; attempt <= 25; attempt++ {
+		job := &river.Job[jobs.IndexDrainArgs]{JobRow: &rivertype.JobRow{Attempt: attempt}}
+		if wait := time.Until(w.NextRetry(job)); wait > 10*time.Second+100*time.Millisecond || wait <= 0 {
+			t.Fatalf("attempt %d retries in %v", attempt, wait)
+		}
+	}
+}
+
+// TestDrainSurvivesDatabaseErrors: while the index tables are unusable (a
+// table renamed away stands in for a database failing mid-job), the drain
+// job fails and keeps every sighting; once they are back, its next attempt
+// (seconds later) indexes them and the posts are answered.
+func TestDrainSurvivesDatabaseErrors(t *testing.T) {
+	var pool *pgxpool.Pool
+	h := startWorkers(t, func(d *jobs.Deps) { pool = d.Pool })
+	ctx := context.Background()
+	if _, err := pool.Exec(ctx, `ALTER TABLE files RENAME TO files_gone`); err != nil {
+		t.Fatal(err)
+	}
+	for m := int64(1); m <= 3; m++ {
+		if _, err := pool.Exec(ctx, `INSERT INTO post_sightings (chat_id, message_id, bot_id, update_json) VALUES ($1, $2, 111, $3)`,
+			channel, m, channelFileUpdate(m, channel, m, 1, m)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	res, err := h.client.Insert(ctx, jobs.IndexDrainArgs{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		job, err := h.client.JobGet(ctx, res.Job.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(job.Errors) > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("drain job %s with no error while the files table is gone", job.State)
+		}
+	}
+	if n := count(t, pool, `SELECT count(*) FROM post_sightings WHERE error IS NULL`); n != 3 {
+		t.Fatalf("%d sightings kept through the failure, want 3", n)
+	}
+	if _, err := pool.Exec(ctx, `ALTER TABLE files_gone RENAME TO files`); err != nil {
+		t.Fatal(err)
+	}
+	h.wait(t, "sendMessage", 3)
+	if job := waitJob(t, h.client, res.Job.ID); job.State != rivertype.JobStateCompleted || job.Attempt < 2 {
+		t.Fatalf("drain job %s after %d attempts", job.State, job.Attempt)
+	}
+	if n := count(t, pool, `SELECT count(*) FROM post_sightings`); n != 0 {
+		t.Fatalf("%d sightings left", n)
+	}
+}
