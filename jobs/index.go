@@ -14,6 +14,7 @@ import (
 	"github.com/go-telegram/bot/models"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 	"github.com/riverqueue/river/rivertype"
@@ -123,27 +124,28 @@ func (w *UpdateWorker) indexPost(ctx context.Context, b *botapi.Bot, msg *models
 // run again at once, without spending a job attempt.
 func indexPosts(ctx context.Context, d *Deps, posts []index.Post) error {
 	client := river.ClientFromContext[pgx.Tx](ctx)
+	return inTxRetrying(ctx, d.Pool, func(tx pgx.Tx) error {
+		outs, err := d.Index.IndexMany(ctx, tx, posts)
+		if err != nil {
+			return err
+		}
+		return queueIndexJobs(ctx, tx, client, d.R2Enabled, posts, outs)
+	})
+}
+
+// inTxRetrying runs f in a transaction, and again (up to five times in all)
+// when Postgres aborts it to break a deadlock or a serialization conflict:
+// running it again is expected to succeed, and costs no job attempt.
+func inTxRetrying(ctx context.Context, pool *pgxpool.Pool, f func(pgx.Tx) error) error {
 	var err error
 	for try := 0; try < 5; try++ {
-		err = pgx.BeginFunc(ctx, d.Pool, func(tx pgx.Tx) error {
-			outs, err := d.Index.IndexMany(ctx, tx, posts)
-			if err != nil {
-				return err
-			}
-			return queueIndexJobs(ctx, tx, client, d.R2Enabled, posts, outs)
-		})
-		if !retryableTx(err) {
+		err = pgx.BeginFunc(ctx, pool, f)
+		var pgErr *pgconn.PgError
+		if !errors.As(err, &pgErr) || (pgErr.Code != "40P01" && pgErr.Code != "40001") {
 			return err
 		}
 	}
 	return err
-}
-
-// retryableTx tells a transaction Postgres aborted to break a deadlock or a
-// serialization conflict: running it again is expected to succeed.
-func retryableTx(err error) bool {
-	var pgErr *pgconn.PgError
-	return errors.As(err, &pgErr) && (pgErr.Code == "40P01" || pgErr.Code == "40001")
 }
 
 // queueIndexJobs inserts, in the transaction that recorded the sightings,
@@ -286,49 +288,43 @@ func (w *IndexDrainWorker) NextRetry(job *river.Job[IndexDrainArgs]) time.Time {
 // earlier ones.)
 func (w *IndexDrainWorker) round(ctx context.Context) (int, error) {
 	var taken int
-	var err error
-	for try := 0; try < 5; try++ {
-		err = pgx.BeginFunc(ctx, w.d.Pool, func(tx pgx.Tx) error {
-			rows, err := tx.Query(ctx, `
-				DELETE FROM post_sightings WHERE ctid IN (
-					SELECT ctid FROM post_sightings WHERE error IS NULL ORDER BY chat_id, message_id, bot_id LIMIT $1 FOR UPDATE SKIP LOCKED)
-				RETURNING chat_id, message_id, bot_id, update_json`, drainRound)
-			if err != nil {
-				return fmt.Errorf("take sightings: %w", err)
-			}
-			var posts []index.Post
-			var from []sighting
-			taken = 0
-			for rows.Next() {
-				var s sighting
-				if err := rows.Scan(&s.chatID, &s.messageID, &s.botID, &s.raw); err != nil {
-					rows.Close()
-					return fmt.Errorf("read sighting: %w", err)
-				}
-				taken++
-				if p, ok := w.postOf(s.botID, s.raw); ok {
-					posts, from = append(posts, p), append(from, s)
-				} else {
-					w.d.Logger.Warn("sighting not indexed: not a file post, or its bot is no longer configured",
-						"chat_id", s.chatID, "message_id", s.messageID, "bot_id", s.botID)
-				}
-			}
-			if err := rows.Err(); err != nil {
-				return fmt.Errorf("take sightings: %w", err)
-			}
-			if len(posts) == 0 {
-				return nil
-			}
-			posts, outs, err := w.indexIsolating(ctx, tx, posts, from)
-			if err != nil {
-				return err
-			}
-			return queueIndexJobs(ctx, tx, river.ClientFromContext[pgx.Tx](ctx), w.d.R2Enabled, posts, outs)
-		})
-		if !retryableTx(err) {
-			break
+	err := inTxRetrying(ctx, w.d.Pool, func(tx pgx.Tx) error {
+		rows, err := tx.Query(ctx, `
+			DELETE FROM post_sightings WHERE ctid IN (
+				SELECT ctid FROM post_sightings WHERE error IS NULL ORDER BY chat_id, message_id, bot_id LIMIT $1 FOR UPDATE SKIP LOCKED)
+			RETURNING chat_id, message_id, bot_id, update_json`, drainRound)
+		if err != nil {
+			return fmt.Errorf("take sightings: %w", err)
 		}
-	}
+		var posts []index.Post
+		var from []sighting
+		taken = 0
+		for rows.Next() {
+			var s sighting
+			if err := rows.Scan(&s.chatID, &s.messageID, &s.botID, &s.raw); err != nil {
+				rows.Close()
+				return fmt.Errorf("read sighting: %w", err)
+			}
+			taken++
+			if p, ok := w.postOf(s.botID, s.raw); ok {
+				posts, from = append(posts, p), append(from, s)
+			} else {
+				w.d.Logger.Warn("sighting not indexed: not a file post, or its bot is no longer configured",
+					"chat_id", s.chatID, "message_id", s.messageID, "bot_id", s.botID)
+			}
+		}
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("take sightings: %w", err)
+		}
+		if len(posts) == 0 {
+			return nil
+		}
+		posts, outs, err := w.indexIsolating(ctx, tx, posts, from)
+		if err != nil {
+			return err
+		}
+		return queueIndexJobs(ctx, tx, river.ClientFromContext[pgx.Tx](ctx), w.d.R2Enabled, posts, outs)
+	})
 	return taken, err
 }
 

@@ -12,6 +12,7 @@ import (
 
 	"github.com/go-telegram/bot/models"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/rivertype"
@@ -227,16 +228,39 @@ func TestReplyBatchSkipsRefusedPost(t *testing.T) {
 
 func waitJob(t *testing.T, client *river.Client[pgx.Tx], id int64) *rivertype.JobRow {
 	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
+	job, _ := pollJob(t, client, id, 15*time.Second, func(j *rivertype.JobRow) bool { return j.FinalizedAt != nil })
+	return job
+}
+
+// pollJob reads job id until done says so or within has passed, and tells
+// which happened.
+func pollJob(t *testing.T, client *river.Client[pgx.Tx], id int64, within time.Duration, done func(*rivertype.JobRow) bool) (*rivertype.JobRow, bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
 	for {
 		job, err := client.JobGet(context.Background(), id)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if job.FinalizedAt != nil || time.Now().After(deadline) {
-			return job
+		if done(job) {
+			return job, true
 		}
-		time.Sleep(50 * time.Millisecond)
+		if time.Now().After(deadline) {
+			return job, false
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// addSighting writes a sighting as the intake would, through q (the pool, or
+// a transaction held open).
+func addSighting(t *testing.T, q interface {
+	Exec(context.Context, string, ...any) (pgconn.CommandTag, error)
+}, messageID int64, raw []byte) {
+	t.Helper()
+	if _, err := q.Exec(context.Background(), `INSERT INTO post_sightings (chat_id, message_id, bot_id, update_json) VALUES ($1, $2, 111, $3)`,
+		channel, messageID, raw); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -257,27 +281,18 @@ func TestDrainWaitsForSightingsInFlight(t *testing.T) {
 	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock_shared($1)`, jobs.SightingsLockKey); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := tx.Exec(ctx, `INSERT INTO post_sightings (chat_id, message_id, bot_id, update_json) VALUES ($1, 7, 111, $2)`,
-		channel, channelFileUpdate(7, channel, 7, 1, 7)); err != nil {
-		t.Fatal(err)
-	}
+	addSighting(t, tx, 7, channelFileUpdate(7, channel, 7, 1, 7))
 	res, err := h.client.Insert(ctx, jobs.IndexDrainArgs{}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	// Once running, the job finds nothing it can take and must wait for the
 	// open transaction instead of completing.
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		job, err := h.client.JobGet(ctx, res.Job.ID)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if job.State == rivertype.JobStateRunning {
-			break
-		}
-		if job.FinalizedAt != nil || time.Now().After(deadline) {
-			t.Fatalf("drain job %s before the sighting committed; want it running, waiting", job.State)
-		}
+	job, ok := pollJob(t, h.client, res.Job.ID, 10*time.Second, func(j *rivertype.JobRow) bool {
+		return j.State == rivertype.JobStateRunning || j.FinalizedAt != nil
+	})
+	if !ok || job.State != rivertype.JobStateRunning {
+		t.Fatalf("drain job %s before the sighting committed; want it running, waiting", job.State)
 	}
 	time.Sleep(500 * time.Millisecond)
 	if job, err := h.client.JobGet(ctx, res.Job.ID); err != nil || job.State != rivertype.JobStateRunning {
@@ -321,9 +336,7 @@ func TestDrainKeepsAPoisonedSightingAside(t *testing.T) {
 		if m == 3 {
 			raw = []byte(strings.Replace(string(raw), "file-3.mkv", "poison.mkv", 1))
 		}
-		if _, err := pool.Exec(ctx, `INSERT INTO post_sightings (chat_id, message_id, bot_id, update_json) VALUES ($1, $2, 111, $3)`, channel, m, raw); err != nil {
-			t.Fatal(err)
-		}
+		addSighting(t, pool, m, raw)
 	}
 	res, err := h.client.Insert(ctx, jobs.IndexDrainArgs{}, nil)
 	if err != nil {
@@ -398,26 +411,14 @@ func TestDrainSurvivesDatabaseErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	for m := int64(1); m <= 3; m++ {
-		if _, err := pool.Exec(ctx, `INSERT INTO post_sightings (chat_id, message_id, bot_id, update_json) VALUES ($1, $2, 111, $3)`,
-			channel, m, channelFileUpdate(m, channel, m, 1, m)); err != nil {
-			t.Fatal(err)
-		}
+		addSighting(t, pool, m, channelFileUpdate(m, channel, m, 1, m))
 	}
 	res, err := h.client.Insert(ctx, jobs.IndexDrainArgs{}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		job, err := h.client.JobGet(ctx, res.Job.ID)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(job.Errors) > 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("drain job %s with no error while the files table is gone", job.State)
-		}
+	if job, ok := pollJob(t, h.client, res.Job.ID, 10*time.Second, func(j *rivertype.JobRow) bool { return len(j.Errors) > 0 }); !ok {
+		t.Fatalf("drain job %s with no error while the files table is gone", job.State)
 	}
 	if n := count(t, pool, `SELECT count(*) FROM post_sightings WHERE error IS NULL`); n != 3 {
 		t.Fatalf("%d sightings kept through the failure, want 3", n)
