@@ -21,8 +21,8 @@ package index
 // with parse_mode index.ReplyParseMode (reply to the post); then
 // ix.MarkReplied(r.ChatID, r.MessageID, sentID).
 //
-// R2 job: ix.SyncR2(ctx, uniqueID) for each of its files (ErrUnknownFile:
-// skip it, it can never succeed). A periodic job (every minute or so) calls
+// R2 job: ix.SyncFiles(ctx, uniqueIDs, 8) (files the database does not
+// have are skipped: no retry could write them). A periodic job (every minute or so) calls
 // ix.SyncPending(ctx, time.Minute, 4) to write whatever a job that exhausted
 // its attempts left behind.
 //

@@ -125,8 +125,10 @@ type Outcome struct {
 	ClaimedBySlot int
 	// File is the file's row (first sighting's metadata).
 	File File
-	// NeedR2Write is true when this bot's file_id is not yet in R2: insert
-	// the R2 job (unique per file while pending) in the same transaction.
+	// NeedR2Write is true when this call changed the file's file_ids (the
+	// file is marked in r2_pending): insert one R2 job for such files in the
+	// same transaction. A sighting that changed nothing needs none; the
+	// transaction that made the change queued one.
 	NeedR2Write bool
 	// R2Checked tells whether R2 was consulted, and R2Error why the check
 	// failed (the file was then treated as new). For logs and metrics.

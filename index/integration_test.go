@@ -54,8 +54,11 @@ func scenarioNewFile(t *testing.T, srv *r2test.Server) {
 	if n := count(t, pool, `SELECT count(*) FROM files WHERE file_unique_id = $1 AND dc_id = 4 AND first_chat_id = -1001234567890 AND first_message_id = 6402 AND mime_type = 'video/x-matroska'`, uid); n != 1 {
 		t.Fatalf("files rows = %d", n)
 	}
-	if n := count(t, pool, `SELECT count(*) FROM file_bot_ids WHERE file_unique_id = $1 AND slot = 1 AND bot_id = 1001 AND file_id = $2 AND r2_synced_at IS NULL`, uid, publicDocumentDC4); n != 1 {
+	if n := count(t, pool, `SELECT count(*) FROM file_bot_ids WHERE file_unique_id = $1 AND slot = 1 AND bot_id = 1001 AND file_id = $2`, uid, publicDocumentDC4); n != 1 {
 		t.Fatalf("file_bot_ids rows = %d", n)
+	}
+	if n := count(t, pool, `SELECT count(*) FROM r2_pending WHERE file_unique_id = $1`, uid); n != 1 {
+		t.Fatalf("file not marked for R2 (%d rows)", n)
 	}
 	if n := count(t, pool, `SELECT count(*) FROM channel_posts WHERE chat_id = -1001234567890 AND message_id = 6402 AND NOT existing AND claimed_by_slot = 1`); n != 1 {
 		t.Fatalf("channel_posts rows = %d", n)
@@ -83,8 +86,8 @@ func scenarioNewFile(t *testing.T, srv *r2test.Server) {
 	if string(raw) != want {
 		t.Fatalf("R2 object\n got %s\nwant %s", raw, want)
 	}
-	if n := count(t, pool, `SELECT count(*) FROM file_bot_ids WHERE file_unique_id = $1 AND r2_synced_at IS NOT NULL`, uid); n != 1 {
-		t.Fatalf("row not marked synced")
+	if n := count(t, pool, `SELECT count(*) FROM r2_pending WHERE file_unique_id = $1`, uid); n != 0 {
+		t.Fatalf("file still marked for R2 after its write")
 	}
 	// A repeated job finds nothing to do and does not rewrite the object.
 	_, etag1, _ := store.Get(ctx, uid)
@@ -288,8 +291,8 @@ func scenarioS3Stopped(t *testing.T, srv *r2test.Server) {
 			t.Fatal("SyncR2 succeeded with S3 down")
 		}
 	}
-	if n := count(t, pool, `SELECT count(*) FROM file_bot_ids WHERE r2_synced_at IS NOT NULL`); n != 0 {
-		t.Fatalf("%d rows marked synced during the outage", n)
+	if n := count(t, pool, `SELECT count(*) FROM r2_pending WHERE file_unique_id = $1`, uid); n != 1 {
+		t.Fatalf("mark cleared during the outage (%d rows)", n)
 	}
 	// A second bot joins while S3 is still down.
 	if _, err := ix.IndexCommit(ctx, moviePost(t, 2, uid, -1009999, 5)); err != nil {

@@ -57,24 +57,33 @@ WHERE cp.chat_id = n.c AND cp.message_id = n.m`
 
 // Each bot's file_id, one row per (file, slot); when one bot saw a file in
 // two posts of the batch, the later post's file_id is kept. A repeat of the
-// same file_id changes nothing; a new one replaces it and marks it for R2.
+// same file_id changes nothing; a new one replaces it and marks its file
+// for R2 with a fresh gen (see migration 00007). It returns the files
+// marked, whose R2 write the caller queues in the same transaction. Both
+// tables are written in key order, as every batch and R2 write takes them.
 const sqlBotIDsMany = `
-INSERT INTO file_bot_ids (file_unique_id, slot, bot_id, file_id, chat_id, message_id)
-SELECT DISTINCT ON (u, s) u, s, b, f, c, m
-FROM unnest($1::text[], $2::int[], $3::bigint[], $4::text[], $5::bigint[], $6::bigint[]) AS t(u, s, b, f, c, m)
-ORDER BY u, s, c DESC, m DESC
-ON CONFLICT (file_unique_id, slot) DO UPDATE
-SET bot_id = EXCLUDED.bot_id, file_id = EXCLUDED.file_id, chat_id = EXCLUDED.chat_id,
-    message_id = EXCLUDED.message_id, updated_at = now(), r2_synced_at = NULL
-WHERE file_bot_ids.file_id <> EXCLUDED.file_id OR file_bot_ids.bot_id <> EXCLUDED.bot_id`
+WITH up AS (
+    INSERT INTO file_bot_ids (file_unique_id, slot, bot_id, file_id, chat_id, message_id)
+    SELECT DISTINCT ON (u, s) u, s, b, f, c, m
+    FROM unnest($1::text[], $2::int[], $3::bigint[], $4::text[], $5::bigint[], $6::bigint[]) AS t(u, s, b, f, c, m)
+    ORDER BY u, s, c DESC, m DESC
+    ON CONFLICT (file_unique_id, slot) DO UPDATE
+    SET bot_id = EXCLUDED.bot_id, file_id = EXCLUDED.file_id, chat_id = EXCLUDED.chat_id,
+        message_id = EXCLUDED.message_id, updated_at = now()
+    WHERE file_bot_ids.file_id <> EXCLUDED.file_id OR file_bot_ids.bot_id <> EXCLUDED.bot_id
+    RETURNING file_unique_id
+)
+INSERT INTO r2_pending (file_unique_id)
+SELECT DISTINCT file_unique_id FROM up ORDER BY file_unique_id
+ON CONFLICT (file_unique_id) DO UPDATE SET gen = EXCLUDED.gen, changed_at = now()
+RETURNING file_unique_id`
 
 // The outcome of every distinct sighting, read back after the writes.
 const sqlOutcomesMany = `
-SELECT t.c, t.m, t.s, t.u, ` + fileColumns + `, cp.existing, cp.claimed_by_slot, coalesce(b.r2_synced_at IS NULL, false)
+SELECT t.c, t.m, t.s, t.u, ` + fileColumns + `, cp.existing, cp.claimed_by_slot
 FROM (SELECT DISTINCT * FROM unnest($1::bigint[], $2::bigint[], $3::int[], $4::text[]) AS t(c, m, s, u)) t
 JOIN files f ON f.file_unique_id = t.u
-JOIN channel_posts cp ON cp.chat_id = t.c AND cp.message_id = t.m
-LEFT JOIN file_bot_ids b ON b.file_unique_id = t.u AND b.slot = t.s`
+JOIN channel_posts cp ON cp.chat_id = t.c AND cp.message_id = t.m`
 
 // IndexMany records many bots' sightings of many posts inside tx and decides
 // each post's reply. Outcomes are returned in the order of posts. The caller
@@ -205,7 +214,20 @@ func (ix *Indexer) IndexMany(ctx context.Context, tx pgx.Tx, posts []Post) ([]Ou
 	if _, err := br.Exec(); err != nil {
 		return nil, fmt.Errorf("index: write %d files: %w", n, err)
 	}
-	if _, err := br.Exec(); err != nil {
+	marked := map[string]bool{}
+	rows, err = br.Query()
+	if err != nil {
+		return nil, fmt.Errorf("index: write %d file_ids: %w", n, err)
+	}
+	for rows.Next() {
+		var uid string
+		if err := rows.Scan(&uid); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("index: read files marked for R2: %w", err)
+		}
+		marked[uid] = true
+	}
+	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("index: write %d file_ids: %w", n, err)
 	}
 	type sightingKey struct {
@@ -225,7 +247,7 @@ func (ix *Indexer) IndexMany(ctx context.Context, tx pgx.Tx, posts []Post) ([]Ou
 		if err := rows.Scan(&k.chat, &k.msg, &k.slot, &k.uid,
 			&f.UniqueID, &f.Name, &f.Size, &f.MimeType, &f.Type, &f.DC, &f.Caption,
 			&f.Duration, &f.Width, &f.Height, &f.ChatID, &f.MessageID, &f.Origin, &f.CreatedAt,
-			&o.Existing, &o.ClaimedBySlot, &o.NeedR2Write); err != nil {
+			&o.Existing, &o.ClaimedBySlot); err != nil {
 			rows.Close()
 			return nil, fmt.Errorf("index: read outcomes: %w", err)
 		}
@@ -243,6 +265,7 @@ func (ix *Indexer) IndexMany(ctx context.Context, tx pgx.Tx, posts []Post) ([]Ou
 			return nil, fmt.Errorf("index: no outcome for slot %d's sighting of %s in post %d/%d", p.Slot, p.UniqueID, p.ChatID, p.MessageID)
 		}
 		o.Reply, o.R2Checked, o.R2Error = outs[i].Reply, outs[i].R2Checked, outs[i].R2Error
+		o.NeedR2Write = marked[p.UniqueID]
 		outs[i] = o
 	}
 	return outs, nil

@@ -20,45 +20,51 @@ var ErrUnknownFile = errors.New("index: file not in the database")
 // ErrNoR2 is returned by SyncR2 when no R2 writer is configured.
 var ErrNoR2 = errors.New("index: R2 is not configured")
 
-type botRow struct {
-	slot   int
-	fileID string
-	synced bool
-}
-
+// fileRows is a file as the database has it when an R2 write starts: its
+// bots' file_ids by slot, and the gen of its r2_pending row (0 when the
+// file has nothing waiting for R2).
 type fileRows struct {
-	file File
-	bots []botRow
+	file    File
+	fileIDs map[int]string
+	gen     int64
 }
 
-// loadForSync reads files and all their bots' file ids in one query; a file
-// with no rows is absent from the map.
+// loadForSync reads files, their bots' file_ids and their pending gens in
+// one query (one snapshot, so a gen always matches the file_ids read with
+// it); a file with no rows is absent from the map. The file_ids are
+// gathered per file by key (LATERAL), whatever the planner thinks of the
+// table's size: a hash join here scanned all of file_bot_ids per job.
 func (ix *Indexer) loadForSync(ctx context.Context, ids []string) (map[string]*fileRows, error) {
 	// QueryExecModeExec: planned for these ids each time (see IndexMany).
 	rows, err := ix.pool.Query(ctx, `
-SELECT `+fileColumns+`, b.slot, b.file_id, b.r2_synced_at IS NOT NULL
-FROM files f JOIN file_bot_ids b ON b.file_unique_id = f.file_unique_id
-WHERE f.file_unique_id = ANY($1)
-ORDER BY f.file_unique_id, b.slot`, pgx.QueryExecModeExec, ids)
+SELECT `+fileColumns+`, coalesce(p.gen, 0), b.slots, b.fids
+FROM files f
+LEFT JOIN r2_pending p ON p.file_unique_id = f.file_unique_id
+CROSS JOIN LATERAL (
+    SELECT array_agg(slot ORDER BY slot) AS slots, array_agg(file_id ORDER BY slot) AS fids
+    FROM file_bot_ids WHERE file_unique_id = f.file_unique_id
+) b
+WHERE f.file_unique_id = ANY($1) AND b.slots IS NOT NULL`, pgx.QueryExecModeExec, ids)
 	if err != nil {
 		return nil, fmt.Errorf("index: load %d files for R2: %w", len(ids), err)
 	}
 	defer rows.Close()
 	out := make(map[string]*fileRows, len(ids))
 	for rows.Next() {
-		var f File
-		var b botRow
+		var fr fileRows
+		f := &fr.file
+		var slots []int32
+		var fids []string
 		if err := rows.Scan(&f.UniqueID, &f.Name, &f.Size, &f.MimeType, &f.Type, &f.DC, &f.Caption,
 			&f.Duration, &f.Width, &f.Height, &f.ChatID, &f.MessageID, &f.Origin, &f.CreatedAt,
-			&b.slot, &b.fileID, &b.synced); err != nil {
+			&fr.gen, &slots, &fids); err != nil {
 			return nil, fmt.Errorf("index: load files for R2: %w", err)
 		}
-		fr := out[f.UniqueID]
-		if fr == nil {
-			fr = &fileRows{file: f}
-			out[f.UniqueID] = fr
+		fr.fileIDs = make(map[int]string, len(slots))
+		for i, slot := range slots {
+			fr.fileIDs[int(slot)] = fids[i]
 		}
-		fr.bots = append(fr.bots, b)
+		out[f.UniqueID] = &fr
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("index: load %d files for R2: %w", len(ids), err)
@@ -147,21 +153,15 @@ func (ix *Indexer) syncFiles(ctx context.Context, ids []string, workers int, for
 			unknown = append(unknown, id)
 			continue
 		}
-		pending := force
-		ids := make(map[int]string, len(fr.bots))
-		for _, b := range fr.bots {
-			ids[b.slot] = b.fileID
-			pending = pending || !b.synced
-		}
-		if !pending {
-			continue
+		if fr.gen == 0 && !force {
+			continue // nothing changed since the last write
 		}
 		wg.Add(1)
 		sem <- struct{}{}
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			rec := Record(fr.file, ids)
+			rec := Record(fr.file, fr.fileIDs)
 			err := ix.write.Create(ctx, rec)
 			if errors.Is(err, r2.ErrExists) {
 				_, err = ix.write.Merge(ctx, rec)
@@ -175,41 +175,37 @@ func (ix *Indexer) syncFiles(ctx context.Context, ids []string, workers int, for
 	}
 	wg.Wait()
 
-	// Mark exactly the (file, slot, file_id) triples just written: a
-	// file_id replaced meanwhile stays pending. Rows are locked in (file,
-	// slot) order, as the index writes them, so the two cannot deadlock.
-	// The rows are found by primary key; filtering on r2_synced_at there
-	// would let the planner scan every pending row of the table instead.
-	var us, fids []string
-	var slots []int32
+	// Clear exactly the marks read with the file_ids just written: a file
+	// changed meanwhile has a new gen and stays pending. Rows are locked in
+	// key order, as the index marks them, so the two cannot deadlock.
+	var us []string
+	var gens []int64
 	for i, id := range ids {
 		if !written[i] {
 			continue
 		}
 		n++
-		for _, b := range loaded[id].bots {
-			us, slots, fids = append(us, id), append(slots, int32(b.slot)), append(fids, b.fileID)
+		if g := loaded[id].gen; g != 0 {
+			us, gens = append(us, id), append(gens, g)
 		}
 	}
-	if n > 0 {
+	if len(us) > 0 {
 		// Committed without waiting for the WAL flush: a mark lost to a
 		// Postgres crash only makes the sweep write the file again.
 		err := execAsyncCommit(ctx, ix.pool, func(b *pgx.Batch) {
 			b.Queue(`
 WITH lk AS (
-    SELECT b.file_unique_id, b.slot, w.f
-    FROM unnest($1::text[], $2::int[], $3::text[]) AS w(u, s, f)
-    JOIN file_bot_ids b ON b.file_unique_id = w.u AND b.slot = w.s
-    ORDER BY b.file_unique_id, b.slot
-    FOR UPDATE OF b
+    SELECT p.ctid AS t
+    FROM unnest($1::text[], $2::bigint[]) AS w(u, g)
+    JOIN r2_pending p ON p.file_unique_id = w.u AND p.gen = w.g
+    ORDER BY p.file_unique_id
+    FOR UPDATE OF p
 )
-UPDATE file_bot_ids b SET r2_synced_at = now()
-FROM lk WHERE b.file_unique_id = lk.file_unique_id AND b.slot = lk.slot
-    AND b.file_id = lk.f AND b.r2_synced_at IS NULL`, us, slots, fids)
+DELETE FROM r2_pending WHERE ctid = ANY (ARRAY(SELECT t FROM lk))`, us, gens)
 		})
 		if err != nil {
 			// Written but not marked: a retry merges the same ids again.
-			return 0, unknown, errors.Join(append(errs, fmt.Errorf("index: mark %d files synced: %w", n, err))...)
+			return 0, unknown, errors.Join(append(errs, fmt.Errorf("index: mark %d files synced: %w", len(us), err))...)
 		}
 	}
 	if progress != nil {
@@ -270,8 +266,8 @@ func (ix *Indexer) listForSync(ctx context.Context, all bool, olderThan time.Dur
 SELECT file_unique_id FROM files WHERE file_unique_id > $1 ORDER BY file_unique_id LIMIT 200`, after)
 		} else {
 			rows, err = ix.pool.Query(ctx, `
-SELECT DISTINCT file_unique_id FROM file_bot_ids
-WHERE r2_synced_at IS NULL AND updated_at < now() - make_interval(secs => $2) AND file_unique_id > $1
+SELECT file_unique_id FROM r2_pending
+WHERE changed_at < now() - make_interval(secs => $2) AND file_unique_id > $1
 ORDER BY file_unique_id LIMIT 200`, after, olderThan.Seconds())
 		}
 		if err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"sync"
 	"testing"
@@ -481,5 +482,95 @@ func TestEditedPostOtherFile(t *testing.T) {
 	}
 	if n := count(t, pool, `SELECT count(*) FROM file_bot_ids WHERE file_unique_id = 'AgADafter' AND slot = 2`); n != 1 {
 		t.Fatal("edited post's file not recorded")
+	}
+}
+
+// gatedWriter holds the first Create until release is closed, so a test can
+// change the database while an R2 write is in flight.
+type gatedWriter struct {
+	index.Writer
+	once    sync.Once
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (g *gatedWriter) Create(ctx context.Context, rec r2.Record) error {
+	first := false
+	g.once.Do(func() { first = true })
+	if first {
+		close(g.entered)
+		<-g.release
+	}
+	return g.Writer.Create(ctx, rec)
+}
+
+// A file_id committed while an R2 write of its file is in flight must leave
+// the file marked for R2, both when the mark is updated under the write and
+// when the write's mark was cleared by another writer and made anew (a
+// reused gen would let the slow writer clear the new mark).
+func TestR2MarkSurvivesChangeDuringWrite(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		// during runs while the first write is held.
+		during func(t *testing.T, ix *index.Indexer, uid string)
+	}{
+		{"MarkUpdated", func(t *testing.T, ix *index.Indexer, uid string) {
+			if out, err := ix.IndexCommit(context.Background(), moviePost(t, 2, uid, -5, 5)); err != nil || !out.NeedR2Write {
+				t.Fatalf("second bot: %+v, %v", out, err)
+			}
+		}},
+		{"MarkClearedAndMadeAgain", func(t *testing.T, ix *index.Indexer, uid string) {
+			// Another writer lands the same state and clears the mark...
+			if err := ix.SyncR2(context.Background(), uid); err != nil {
+				t.Fatal(err)
+			}
+			// ...then a new file_id makes a new mark.
+			if out, err := ix.IndexCommit(context.Background(), moviePost(t, 2, uid, -5, 5)); err != nil || !out.NeedR2Write {
+				t.Fatalf("second bot: %+v, %v", out, err)
+			}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			pool := dbtest.New(t)
+			store := newStore(t, r2test.Fake(t))
+			gate := &gatedWriter{Writer: store, entered: make(chan struct{}), release: make(chan struct{})}
+			ix, err := index.New(index.Options{Pool: pool, Check: store, Write: gate, Logger: slog.New(slog.DiscardHandler)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			const uid = "AgADgated"
+			if out, err := ix.IndexCommit(ctx, moviePost(t, 1, uid, -5, 5)); err != nil || !out.NeedR2Write {
+				t.Fatalf("first bot: %+v, %v", out, err)
+			}
+			slow := make(chan error, 1)
+			go func() { slow <- ix.SyncR2(ctx, uid) }()
+			<-gate.entered
+			tc.during(t, ix, uid)
+			close(gate.release)
+			if err := <-slow; err != nil {
+				t.Fatal(err)
+			}
+			if n := count(t, pool, `SELECT count(*) FROM r2_pending WHERE file_unique_id = $1`, uid); n != 1 {
+				t.Fatalf("the slow write cleared a mark it did not write (%d rows left)", n)
+			}
+			// The same sighting again changes nothing and asks for no write.
+			if out, err := ix.IndexCommit(ctx, moviePost(t, 2, uid, -5, 5)); err != nil || out.NeedR2Write {
+				t.Fatalf("repeated sighting: %+v, %v", out, err)
+			}
+			if err := ix.SyncR2(ctx, uid); err != nil {
+				t.Fatal(err)
+			}
+			rec, _, err := store.Get(ctx, uid)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := sameMap(rec.BotFileIDs, dbFileIDs(t, pool, uid)); err != nil || len(rec.BotFileIDs) != 2 {
+				t.Fatalf("object = %v (%v)", rec.BotFileIDs, err)
+			}
+			if n := count(t, pool, `SELECT count(*) FROM r2_pending`); n != 0 {
+				t.Fatalf("%d marks left after the file landed", n)
+			}
+		})
 	}
 }
