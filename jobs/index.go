@@ -266,9 +266,11 @@ func (w *IndexDrainWorker) Work(ctx context.Context, job *river.Job[IndexDrainAr
 	}
 }
 
-// sighting is one post_sightings row taken by a round.
+// sighting is one post_sightings row taken by a round: its post, or for a
+// row written before migration 00008, the raw update it came in.
 type sighting struct {
 	chatID, messageID, botID int64
+	post                     index.Post
 	raw                      []byte
 }
 
@@ -292,7 +294,10 @@ func (w *IndexDrainWorker) round(ctx context.Context) (int, error) {
 		rows, err := tx.Query(ctx, `
 			DELETE FROM post_sightings WHERE ctid IN (
 				SELECT ctid FROM post_sightings WHERE error IS NULL ORDER BY chat_id, message_id, bot_id LIMIT $1 FOR UPDATE SKIP LOCKED)
-			RETURNING chat_id, message_id, bot_id, update_json`, drainRound)
+			RETURNING chat_id, message_id, bot_id, update_json,
+				coalesce(file_unique_id, ''), coalesce(file_id, ''), coalesce(file_type, ''), coalesce(file_name, ''),
+				coalesce(file_size, 0), coalesce(mime_type, ''), coalesce(dc_id, 0), coalesce(caption, ''),
+				coalesce(duration, 0), coalesce(width, 0), coalesce(height, 0)`, drainRound)
 		if err != nil {
 			return fmt.Errorf("take sightings: %w", err)
 		}
@@ -301,13 +306,17 @@ func (w *IndexDrainWorker) round(ctx context.Context) (int, error) {
 		taken = 0
 		for rows.Next() {
 			var s sighting
-			if err := rows.Scan(&s.chatID, &s.messageID, &s.botID, &s.raw); err != nil {
+			p := &s.post
+			if err := rows.Scan(&s.chatID, &s.messageID, &s.botID, &s.raw,
+				&p.UniqueID, &p.FileID, &p.Type, &p.Name, &p.Size, &p.MimeType, &p.DC, &p.Caption,
+				&p.Duration, &p.Width, &p.Height); err != nil {
 				rows.Close()
 				return fmt.Errorf("read sighting: %w", err)
 			}
 			taken++
-			if p, ok := w.postOf(s.botID, s.raw); ok {
-				posts, from = append(posts, p), append(from, s)
+			if post, ok := w.postOf(&s); ok {
+				s.post = post
+				posts, from = append(posts, post), append(from, s)
 			} else {
 				w.d.Logger.Warn("sighting not indexed: not a file post, or its bot is no longer configured",
 					"chat_id", s.chatID, "message_id", s.messageID, "bot_id", s.botID)
@@ -353,8 +362,9 @@ func (w *IndexDrainWorker) indexIsolating(ctx context.Context, tx pgx.Tx, posts 
 			s, why := from[i], err.Error()
 			w.d.Logger.Error("sighting cannot be indexed; kept in post_sightings with its error",
 				"chat_id", s.chatID, "message_id", s.messageID, "bot_id", s.botID, "err", why)
-			if _, err := tx.Exec(ctx, `INSERT INTO post_sightings (chat_id, message_id, bot_id, update_json, error) VALUES ($1, $2, $3, $4, $5)`,
-				s.chatID, s.messageID, s.botID, s.raw, why); err != nil {
+			var kept sightingColumns
+			kept.addFailed(s.botID, s.post, &why)
+			if _, err := tx.Exec(ctx, sqlInsertSightings, kept.args()...); err != nil {
 				return nil, nil, fmt.Errorf("keep failed sighting %d/%d: %w", s.chatID, s.messageID, err)
 			}
 		default:
@@ -387,12 +397,21 @@ func poisoned(err error) bool {
 		errors.As(err, &pgErr) && (strings.HasPrefix(pgErr.Code, "22") || strings.HasPrefix(pgErr.Code, "23"))
 }
 
-// postOf decodes a sighting. One from a bot no longer configured, or that is
-// not a file post, has nothing to index.
-func (w *IndexDrainWorker) postOf(botID int64, raw []byte) (index.Post, bool) {
-	b, ok := w.d.Bots.ByID(botID)
+// postOf makes the post of a sighting for the bot that saw it. One from a
+// bot no longer configured, or (an old row's raw update) not a file post,
+// has nothing to index.
+func (w *IndexDrainWorker) postOf(s *sighting) (index.Post, bool) {
+	b, ok := w.d.Bots.ByID(s.botID)
+	if !ok {
+		return index.Post{}, false
+	}
+	if s.raw == nil {
+		p := s.post
+		p.Slot, p.BotID, p.ChatID, p.MessageID = b.Slot, b.ID, s.chatID, s.messageID
+		return p, true
+	}
 	var u models.Update
-	if !ok || json.Unmarshal(raw, &u) != nil {
+	if json.Unmarshal(s.raw, &u) != nil {
 		return index.Post{}, false
 	}
 	msg := u.ChannelPost

@@ -38,6 +38,20 @@ func channelFileUpdate(updateID, chatID, messageID int64, slot int, file int64) 
 	return raw
 }
 
+// sightingOf is what the webhook hands the intake for a raw update.
+func sightingOf(t testing.TB, raw []byte) *jobs.Sighting {
+	t.Helper()
+	var u models.Update
+	if err := json.Unmarshal(raw, &u); err != nil {
+		t.Fatal(err)
+	}
+	s := jobs.SightingOf(&u)
+	if s == nil {
+		t.Fatalf("not a channel file: %s", raw)
+	}
+	return s
+}
+
 // TestDrainLeavesNoSightingBehind: eleven bots' sightings of 60 posts arrive
 // in waves through the intake while workers drain them, so drain jobs keep
 // completing just as new sightings commit. Every post gets exactly one
@@ -83,7 +97,7 @@ func TestDrainLeavesNoSightingBehind(t *testing.T) {
 				go func() {
 					defer wg.Done()
 					u := jobs.Update{BotID: int64(700 + slot), UpdateID: p, Raw: channelFileUpdate(p, chat, p, slot, p),
-						Sighting: &jobs.Sighting{ChatID: chat, MessageID: p}}
+						Sighting: sightingOf(t, channelFileUpdate(p, chat, p, slot, p))}
 					if err := in.Submit(context.Background(), u); err != nil {
 						t.Error(err)
 					}
@@ -252,11 +266,28 @@ func pollJob(t *testing.T, client *river.Client[pgx.Tx], id int64, within time.D
 	}
 }
 
-// addSighting writes a sighting as the intake would, through q (the pool, or
-// a transaction held open).
-func addSighting(t *testing.T, q interface {
+type execer interface {
 	Exec(context.Context, string, ...any) (pgconn.CommandTag, error)
-}, messageID int64, raw []byte) {
+}
+
+// addSighting writes bot 111's sighting of raw as the intake would, through
+// q (the pool, or a transaction held open).
+func addSighting(t *testing.T, q execer, messageID int64, raw []byte) {
+	t.Helper()
+	p := sightingOf(t, raw).Post
+	if _, err := q.Exec(context.Background(), `
+		INSERT INTO post_sightings (chat_id, message_id, bot_id, file_unique_id, file_id, file_type, file_name,
+		                            file_size, mime_type, dc_id, caption, duration, width, height)
+		VALUES ($1, $2, 111, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`,
+		channel, messageID, p.UniqueID, p.FileID, p.Type, p.Name, p.Size, p.MimeType, p.DC, p.Caption,
+		p.Duration, p.Width, p.Height); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// addRawSighting writes a sighting in the form used before migration
+// 00008: the raw update.
+func addRawSighting(t *testing.T, q execer, messageID int64, raw []byte) {
 	t.Helper()
 	if _, err := q.Exec(context.Background(), `INSERT INTO post_sightings (chat_id, message_id, bot_id, update_json) VALUES ($1, $2, 111, $3)`,
 		channel, messageID, raw); err != nil {
@@ -333,8 +364,12 @@ func TestDrainKeepsAPoisonedSightingAside(t *testing.T) {
 	}
 	for m := int64(1); m <= 4; m++ {
 		raw := channelFileUpdate(m, channel, m, 1, m)
-		if m == 3 {
+		switch m {
+		case 3:
 			raw = []byte(strings.Replace(string(raw), "file-3.mkv", "poison.mkv", 1))
+		case 4:
+			addRawSighting(t, pool, m, raw) // a row from before migration 00008
+			continue
 		}
 		addSighting(t, pool, m, raw)
 	}

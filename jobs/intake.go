@@ -13,6 +13,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/riverqueue/river"
+
+	"github.com/ferry-dev/ferry/index"
 )
 
 // Update is one Bot API update as it arrived: the raw JSON is kept byte for
@@ -26,10 +28,12 @@ type Update struct {
 	Sighting *Sighting
 }
 
-// Sighting names the post a channel-file update is about.
-type Sighting struct{ ChatID, MessageID int64 }
+// Sighting is the file post a channel-file update carries, as the index
+// will record it. Its Slot and BotID are not used: the drain takes them
+// from the bot that received the update, as configured when it runs.
+type Sighting struct{ Post index.Post }
 
-// SightingOf returns the post of a channel-file update, or nil.
+// SightingOf returns the file post of a channel-file update, or nil.
 func SightingOf(u *models.Update) *Sighting {
 	if u == nil || Classify(u) != KindChannelFile {
 		return nil
@@ -38,7 +42,11 @@ func SightingOf(u *models.Update) *Sighting {
 	if m == nil {
 		m = u.Message
 	}
-	return &Sighting{ChatID: m.Chat.ID, MessageID: int64(m.ID)}
+	p, ok := index.PostFromMessage(1, 0, m)
+	if !ok {
+		return nil // an update job: its worker finds nothing to index
+	}
+	return &Sighting{Post: p}
 }
 
 // Intake makes updates durable: Submit returns only after the update's River
@@ -211,8 +219,7 @@ func (in *Intake) commit(ctx context.Context, batch []*pending) error {
 		return fmt.Errorf("record updates: %w", err)
 	}
 	var params []river.InsertManyParams
-	var sChats, sMsgs, sBots []int64
-	var sRaw [][]byte
+	var sg sightingColumns
 	for rows.Next() {
 		var k [2]int64
 		if err := rows.Scan(&k[0], &k[1]); err != nil {
@@ -221,7 +228,7 @@ func (in *Intake) commit(ctx context.Context, batch []*pending) error {
 		}
 		p := byKey[k]
 		if s := p.u.Sighting; s != nil && in.sightings {
-			sChats, sMsgs, sBots, sRaw = append(sChats, s.ChatID), append(sMsgs, s.MessageID), append(sBots, k[0]), append(sRaw, p.u.Raw)
+			sg.add(k[0], s.Post)
 			continue
 		}
 		params = append(params, river.InsertManyParams{Args: UpdateArgs{BotID: k[0], UpdateID: k[1], Update: p.u.Raw}})
@@ -229,17 +236,14 @@ func (in *Intake) commit(ctx context.Context, batch []*pending) error {
 	if err := rows.Err(); err != nil {
 		return fmt.Errorf("record updates: %w", err)
 	}
-	if len(sChats) > 0 {
+	if len(sg.chats) > 0 {
 		// The shared lock keeps an index_drain job from completing until
 		// these rows are committed (see IndexDrainWorker); a drain job that
 		// is not finished will take them, so a new one is queued only when
 		// there is none.
 		b := &pgx.Batch{}
 		b.Queue(`SELECT pg_advisory_xact_lock_shared($1)`, SightingsLockKey)
-		b.Queue(`
-			INSERT INTO post_sightings (chat_id, message_id, bot_id, update_json)
-			SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bytea[])
-			ON CONFLICT DO NOTHING`, sChats, sMsgs, sBots, sRaw)
+		b.Queue(sqlInsertSightings, sg.args()...)
 		b.Queue(sqlDrainQueued)
 		br := tx.SendBatch(ctx, b)
 		var queued bool
@@ -254,7 +258,7 @@ func (in *Intake) commit(ctx context.Context, batch []*pending) error {
 			err = cerr
 		}
 		if err != nil {
-			return fmt.Errorf("record %d sightings: %w", len(sChats), err)
+			return fmt.Errorf("record %d sightings: %w", len(sg.chats), err)
 		}
 		if !queued {
 			params = append(params, river.InsertManyParams{Args: IndexDrainArgs{}})
@@ -269,4 +273,41 @@ func (in *Intake) commit(ctx context.Context, batch []*pending) error {
 		return fmt.Errorf("commit: %w", err)
 	}
 	return nil
+}
+
+// sqlInsertSightings writes sightings in the column form (see
+// sightingColumns.args); a re-delivered sighting not yet drained is a
+// conflict and adds nothing.
+const sqlInsertSightings = `
+INSERT INTO post_sightings (chat_id, message_id, bot_id, file_unique_id, file_id, file_type, file_name,
+                            file_size, mime_type, dc_id, caption, duration, width, height, error)
+SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::text[],
+                     $8::bigint[], $9::text[], $10::int[], $11::text[], $12::int[], $13::int[], $14::int[], $15::text[])
+ON CONFLICT DO NOTHING`
+
+// sightingColumns gathers sightings as one array per column, for
+// sqlInsertSightings.
+type sightingColumns struct {
+	chats, msgs, bots, sizes        []int64
+	uids, fids, types, names        []string
+	mimes, captions                 []string
+	dcs, durations, widths, heights []int32
+	errs                            []*string
+}
+
+func (c *sightingColumns) add(botID int64, p index.Post) { c.addFailed(botID, p, nil) }
+
+// addFailed adds a sighting kept aside with the error that stops it.
+func (c *sightingColumns) addFailed(botID int64, p index.Post, why *string) {
+	c.chats, c.msgs, c.bots, c.sizes = append(c.chats, p.ChatID), append(c.msgs, p.MessageID), append(c.bots, botID), append(c.sizes, p.Size)
+	c.uids, c.fids, c.types, c.names = append(c.uids, p.UniqueID), append(c.fids, p.FileID), append(c.types, p.Type), append(c.names, p.Name)
+	c.mimes, c.captions = append(c.mimes, p.MimeType), append(c.captions, p.Caption)
+	c.dcs, c.durations = append(c.dcs, int32(p.DC)), append(c.durations, int32(p.Duration))
+	c.widths, c.heights = append(c.widths, int32(p.Width)), append(c.heights, int32(p.Height))
+	c.errs = append(c.errs, why)
+}
+
+func (c *sightingColumns) args() []any {
+	return []any{c.chats, c.msgs, c.bots, c.uids, c.fids, c.types, c.names,
+		c.sizes, c.mimes, c.dcs, c.captions, c.durations, c.widths, c.heights, c.errs}
 }

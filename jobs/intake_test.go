@@ -15,6 +15,7 @@ import (
 	"github.com/ferry-dev/ferry/botapi"
 	"github.com/ferry-dev/ferry/config"
 	"github.com/ferry-dev/ferry/db/dbtest"
+	"github.com/ferry-dev/ferry/index"
 	"github.com/ferry-dev/ferry/jobs"
 )
 
@@ -179,7 +180,8 @@ func TestIntakeRoutesSightingsToTheDrain(t *testing.T) {
 	go func() { in.Run(ctx); close(done) }()
 	defer func() { cancel(); <-done }()
 
-	post := &jobs.Sighting{ChatID: -1001, MessageID: 5}
+	post := &jobs.Sighting{Post: index.Post{ChatID: -1001, MessageID: 5, UniqueID: "AgADintake", FileID: "BQACAgQAAxkBAAIB5WMM",
+		Type: index.TypeDocument, Name: "a.mkv", Size: 1 << 30, MimeType: "video/x-matroska", DC: 4}}
 	var wg sync.WaitGroup
 	for bot := int64(1); bot <= 11; bot++ {
 		wg.Add(1)
@@ -202,7 +204,9 @@ func TestIntakeRoutesSightingsToTheDrain(t *testing.T) {
 	if err := in.Submit(context.Background(), jobs.Update{BotID: 3, UpdateID: 100, Raw: raw(100), Sighting: post}); err != nil {
 		t.Fatal(err)
 	}
-	if n := count(t, pool, `SELECT count(*) FROM post_sightings WHERE chat_id = -1001 AND message_id = 5 AND update_json = $1`, raw(100)); n != 11 {
+	if n := count(t, pool, `SELECT count(*) FROM post_sightings WHERE chat_id = -1001 AND message_id = 5 AND update_json IS NULL
+		AND file_unique_id = 'AgADintake' AND file_id = 'BQACAgQAAxkBAAIB5WMM' AND file_type = 'document' AND file_name = 'a.mkv'
+		AND file_size = 1073741824 AND mime_type = 'video/x-matroska' AND dc_id = 4 AND caption = '' AND error IS NULL`); n != 11 {
 		t.Fatalf("%d sightings", n)
 	}
 	// One job, or one per commit that raced the first (four flushers);
