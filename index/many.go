@@ -3,12 +3,15 @@ package index
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
 	"sync"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/ferry-dev/ferry/r2"
 )
 
 // The claims: one row per post, from the lowest slot among the batch's
@@ -58,9 +61,11 @@ WHERE cp.chat_id = n.c AND cp.message_id = n.m`
 // Each bot's file_id, one row per (file, slot); when one bot saw a file in
 // two posts of the batch, the later post's file_id is kept. A repeat of the
 // same file_id changes nothing; a new one replaces it and marks its file
-// for R2 with a fresh gen (see migration 00007). It returns the files
-// marked, whose R2 write the caller queues in the same transaction. Both
-// tables are written in key order, as every batch and R2 write takes them.
+// for R2 with a fresh gen (see migration 00007), unless it is one of the
+// file_ids ($7..$9) this batch put in the object it created. It returns the
+// files marked, whose R2 write the caller queues in the same transaction.
+// Both tables are written in key order, as every batch and R2 write takes
+// them.
 const sqlBotIDsMany = `
 WITH up AS (
     INSERT INTO file_bot_ids (file_unique_id, slot, bot_id, file_id, chat_id, message_id)
@@ -71,10 +76,13 @@ WITH up AS (
     SET bot_id = EXCLUDED.bot_id, file_id = EXCLUDED.file_id, chat_id = EXCLUDED.chat_id,
         message_id = EXCLUDED.message_id, updated_at = now()
     WHERE file_bot_ids.file_id <> EXCLUDED.file_id OR file_bot_ids.bot_id <> EXCLUDED.bot_id
-    RETURNING file_unique_id
+    RETURNING file_unique_id, slot, file_id
 )
 INSERT INTO r2_pending (file_unique_id)
-SELECT DISTINCT file_unique_id FROM up ORDER BY file_unique_id
+SELECT DISTINCT up.file_unique_id FROM up
+WHERE NOT EXISTS (SELECT FROM unnest($7::text[], $8::int[], $9::text[]) AS c(u, s, f)
+                  WHERE c.u = up.file_unique_id AND c.s = up.slot AND c.f = up.file_id)
+ORDER BY 1
 ON CONFLICT (file_unique_id) DO UPDATE SET gen = EXCLUDED.gen, changed_at = now()
 RETURNING file_unique_id`
 
@@ -98,9 +106,10 @@ JOIN channel_posts cp ON cp.chat_id = t.c AND cp.message_id = t.m`
 // Concurrency: the first transaction to insert a post's claim owns its
 // reply and decides "new" or "already exists"; other batches holding the same
 // post wait on that row, then only add their file_ids. Files the database
-// does not have are looked up in R2 before the claim, so a claim is held for
-// a few round trips to Postgres, never for an R2 request; two batches may
-// both ask R2 about one new file, which costs a GET. Rows are taken in
+// does not have are created in R2 before the claim (lookUpNewInR2: the
+// create is the lookup), so a claim is held for a few round trips to
+// Postgres, never for an R2 request; batches with new files take their R2
+// step one at a time (IndexLockKey). Rows are taken in
 // (chat, message) then (file, slot) order by every batch, so batches wait on
 // each other instead of deadlocking; should Postgres still abort one
 // (SQLSTATE 40P01), the caller retries it.
@@ -137,7 +146,7 @@ func (ix *Indexer) IndexMany(ctx context.Context, tx pgx.Tx, posts []Post) ([]Ou
 	if _, err := tx.Exec(ctx, `SET LOCAL plan_cache_mode = force_custom_plan`); err != nil {
 		return nil, fmt.Errorf("index: %w", err)
 	}
-	r2s, err := ix.checkNewInR2(ctx, tx, uids)
+	r2s, err := ix.lookUpNewInR2(ctx, tx, posts, order)
 	if err != nil {
 		return nil, err
 	}
@@ -205,9 +214,16 @@ func (ix *Indexer) IndexMany(ctx context.Context, tx pgx.Tx, posts []Post) ([]Ou
 		fDC, fDur, fW, fH, fPri = append(fDC, int32(p.DC)), append(fDur, int32(p.Duration)), append(fW, int32(p.Width)), append(fH, int32(p.Height)), append(fPri, pri)
 	}
 
+	var cU, cF []string
+	var cS []int32
+	for u, r := range r2s {
+		for slot, f := range r.created {
+			cU, cS, cF = append(cU, u), append(cS, int32(slot)), append(cF, f)
+		}
+	}
 	b := &pgx.Batch{}
 	b.Queue(sqlFilesMany, uids, fName, fSize, fMime, fType, fDC, fCaption, fDur, fW, fH, fChat, fMsg, fOrigin, fPri, newChats, newMsgs)
-	b.Queue(sqlBotIDsMany, uids, slots, botIDs, fids, chats, msgs)
+	b.Queue(sqlBotIDsMany, uids, slots, botIDs, fids, chats, msgs, cU, cS, cF)
 	b.Queue(sqlOutcomesMany, chats, msgs, slots, uids)
 	br := tx.SendBatch(ctx, b)
 	defer br.Close()
@@ -274,39 +290,97 @@ func (ix *Indexer) IndexMany(ctx context.Context, tx pgx.Tx, posts []Post) ([]Ou
 type r2Lookup struct {
 	inR2 bool
 	err  error
+	// created holds the file_ids (by slot) of the object this batch
+	// created: they are in R2 already and need no R2 job.
+	created map[int]string
 }
 
-// checkNewInR2 asks R2, in parallel, about every file in uids that the
-// database does not have yet. It takes no lock: an answer is used only if
-// this batch then claims a post of that file as new.
-func (ix *Indexer) checkNewInR2(ctx context.Context, tx pgx.Tx, uids []string) (map[string]r2Lookup, error) {
+// IndexLockKey is the advisory lock key ("ferryidx") a batch holds while it
+// creates R2 objects for files the database does not know yet, until it
+// commits. Batches of one deployment then never race on a new file's
+// object, so an object that exists was written by another deployment or
+// by an attempt of this batch that rolled back (see lookUpNewInR2).
+const IndexLockKey int64 = 0x6665727279696478
+
+// sqlUnknownFiles lists the files of a batch that the database does not
+// have (a LATERAL key lookup each, see sqlClaimMany).
+const sqlUnknownFiles = `
+SELECT t.u FROM (SELECT DISTINCT u FROM unnest($1::text[]) AS u) t
+LEFT JOIN LATERAL (SELECT true AS known FROM files WHERE file_unique_id = t.u LIMIT 1) f ON true
+WHERE f.known IS NULL`
+
+// lookUpNewInR2 settles, for every file of the batch the database does not
+// have, whether another deployment has it in R2, by creating its object
+// (If-None-Match: *) from the batch's sightings: one request that both asks
+// and, for a new file, writes. A create refused because the object exists
+// is followed by a read: an object holding one of the batch's own file_ids
+// is this batch's (an attempt that rolled back), so the file is still new;
+// any other means another deployment had it first. R2 failing counts as not
+// found (the R2 job writes the file later). Without a Writer it only reads.
+//
+// It holds IndexLockKey from before it looks at the database, so a
+// concurrent batch either commits the file first (and this one sees it in
+// the database) or waits.
+func (ix *Indexer) lookUpNewInR2(ctx context.Context, tx pgx.Tx, posts []Post, order []int) (map[string]r2Lookup, error) {
 	if ix.check == nil {
 		return nil, nil
 	}
-	rows, err := tx.Query(ctx, `
-SELECT t.u FROM (SELECT DISTINCT u FROM unnest($1::text[]) AS u) t
-LEFT JOIN LATERAL (SELECT true AS known FROM files WHERE file_unique_id = t.u LIMIT 1) f ON true
-WHERE f.known IS NULL`, uids)
-	if err != nil {
-		return nil, fmt.Errorf("index: look up %d files: %w", len(uids), err)
+	uids := make([]string, len(order))
+	for k, i := range order {
+		uids[k] = posts[i].UniqueID
 	}
-	unknown, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		return nil, fmt.Errorf("index: look up %d files: %w", len(uids), err)
+	unknown, err := ix.unknownFiles(ctx, tx, uids)
+	if err != nil || len(unknown) == 0 {
+		return nil, err
+	}
+	if ix.write != nil {
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, IndexLockKey); err != nil {
+			return nil, fmt.Errorf("index: lock new files: %w", err)
+		}
+		// Again, now that no other batch is between its create and commit.
+		if unknown, err = ix.unknownFiles(ctx, tx, uids); err != nil || len(unknown) == 0 {
+			return nil, err
+		}
+	}
+	// Each file's record as the batch will write it: metadata from its first
+	// post in key order, each slot's file_id from its latest post.
+	recs := make(map[string]*r2.Record, len(unknown))
+	for _, id := range unknown {
+		recs[id] = nil
+	}
+	ids := map[string]map[int]string{}
+	for _, i := range order {
+		p := posts[i]
+		if _, want := recs[p.UniqueID]; !want {
+			continue
+		}
+		if recs[p.UniqueID] == nil {
+			rec := Record(File{UniqueID: p.UniqueID, Name: p.Name, Size: p.Size, MimeType: p.MimeType, Type: p.Type,
+				DC: p.DC, Caption: p.Caption, Duration: p.Duration, Width: p.Width, Height: p.Height,
+				ChatID: p.ChatID, MessageID: p.MessageID}, nil)
+			recs[p.UniqueID] = &rec
+			ids[p.UniqueID] = map[int]string{}
+		}
+		ids[p.UniqueID][p.Slot] = p.FileID
 	}
 	out := make(map[string]r2Lookup, len(unknown))
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 16)
-	for _, id := range unknown {
+	for id, rec := range recs {
 		wg.Add(1)
 		sem <- struct{}{}
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			inR2, err := ix.checkR2(ctx, id)
+			var r r2Lookup
+			if ix.write == nil {
+				r.inR2, r.err = ix.checkR2(ctx, id)
+			} else {
+				r = ix.createInR2(ctx, *rec, ids[id])
+			}
 			mu.Lock()
-			out[id] = r2Lookup{inR2, err}
+			out[id] = r
 			mu.Unlock()
 		}()
 	}
@@ -315,4 +389,43 @@ WHERE f.known IS NULL`, uids)
 		return nil, err
 	}
 	return out, nil
+}
+
+// createInR2 creates a new file's object with the batch's file_ids, or
+// tells whose the existing object is (see lookUpNewInR2).
+func (ix *Indexer) createInR2(ctx context.Context, rec r2.Record, fileIDs map[int]string) r2Lookup {
+	cctx, cancel := context.WithTimeout(ctx, ix.checkTimeout)
+	defer cancel()
+	for slot, id := range fileIDs {
+		rec.BotFileIDs[r2.SlotKey(slot)] = id
+	}
+	err := ix.write.Create(cctx, rec)
+	if err == nil {
+		return r2Lookup{created: fileIDs}
+	}
+	if !errors.Is(err, r2.ErrExists) {
+		return r2Lookup{err: fmt.Errorf("index: create %s in R2: %w", rec.UniqueID, err)}
+	}
+	cur, _, err := ix.check.Get(cctx, rec.UniqueID)
+	if err != nil {
+		return r2Lookup{err: fmt.Errorf("index: read %s from R2: %w", rec.UniqueID, err)}
+	}
+	for slot, id := range fileIDs {
+		if cur.BotFileIDs[r2.SlotKey(slot)] == id {
+			return r2Lookup{} // this batch's own object, from an attempt rolled back
+		}
+	}
+	return r2Lookup{inR2: true}
+}
+
+func (ix *Indexer) unknownFiles(ctx context.Context, tx pgx.Tx, uids []string) ([]string, error) {
+	rows, err := tx.Query(ctx, sqlUnknownFiles, uids)
+	if err != nil {
+		return nil, fmt.Errorf("index: look up %d files: %w", len(uids), err)
+	}
+	unknown, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("index: look up %d files: %w", len(uids), err)
+	}
+	return unknown, nil
 }

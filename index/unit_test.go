@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -485,19 +486,17 @@ func TestEditedPostOtherFile(t *testing.T) {
 	}
 }
 
-// gatedWriter holds the first Create until release is closed, so a test can
-// change the database while an R2 write is in flight.
+// gatedWriter, once armed, holds the next Create until release is closed,
+// so a test can change the database while an R2 write is in flight.
 type gatedWriter struct {
 	index.Writer
-	once    sync.Once
+	armed   atomic.Bool
 	entered chan struct{}
 	release chan struct{}
 }
 
 func (g *gatedWriter) Create(ctx context.Context, rec r2.Record) error {
-	first := false
-	g.once.Do(func() { first = true })
-	if first {
+	if g.armed.CompareAndSwap(true, false) {
 		close(g.entered)
 		<-g.release
 	}
@@ -515,8 +514,8 @@ func TestR2MarkSurvivesChangeDuringWrite(t *testing.T) {
 		during func(t *testing.T, ix *index.Indexer, uid string)
 	}{
 		{"MarkUpdated", func(t *testing.T, ix *index.Indexer, uid string) {
-			if out, err := ix.IndexCommit(context.Background(), moviePost(t, 2, uid, -5, 5)); err != nil || !out.NeedR2Write {
-				t.Fatalf("second bot: %+v, %v", out, err)
+			if out, err := ix.IndexCommit(context.Background(), moviePost(t, 3, uid, -5, 5)); err != nil || !out.NeedR2Write {
+				t.Fatalf("third bot: %+v, %v", out, err)
 			}
 		}},
 		{"MarkClearedAndMadeAgain", func(t *testing.T, ix *index.Indexer, uid string) {
@@ -525,8 +524,8 @@ func TestR2MarkSurvivesChangeDuringWrite(t *testing.T) {
 				t.Fatal(err)
 			}
 			// ...then a new file_id makes a new mark.
-			if out, err := ix.IndexCommit(context.Background(), moviePost(t, 2, uid, -5, 5)); err != nil || !out.NeedR2Write {
-				t.Fatalf("second bot: %+v, %v", out, err)
+			if out, err := ix.IndexCommit(context.Background(), moviePost(t, 3, uid, -5, 5)); err != nil || !out.NeedR2Write {
+				t.Fatalf("third bot: %+v, %v", out, err)
 			}
 		}},
 	} {
@@ -540,9 +539,15 @@ func TestR2MarkSurvivesChangeDuringWrite(t *testing.T) {
 				t.Fatal(err)
 			}
 			const uid = "AgADgated"
-			if out, err := ix.IndexCommit(ctx, moviePost(t, 1, uid, -5, 5)); err != nil || !out.NeedR2Write {
+			// The first bot's sighting creates the object; the second's
+			// file_id waits for an R2 write.
+			if out, err := ix.IndexCommit(ctx, moviePost(t, 1, uid, -5, 5)); err != nil || out.NeedR2Write {
 				t.Fatalf("first bot: %+v, %v", out, err)
 			}
+			if out, err := ix.IndexCommit(ctx, moviePost(t, 2, uid, -5, 5)); err != nil || !out.NeedR2Write {
+				t.Fatalf("second bot: %+v, %v", out, err)
+			}
+			gate.armed.Store(true)
 			slow := make(chan error, 1)
 			go func() { slow <- ix.SyncR2(ctx, uid) }()
 			<-gate.entered
@@ -555,7 +560,7 @@ func TestR2MarkSurvivesChangeDuringWrite(t *testing.T) {
 				t.Fatalf("the slow write cleared a mark it did not write (%d rows left)", n)
 			}
 			// The same sighting again changes nothing and asks for no write.
-			if out, err := ix.IndexCommit(ctx, moviePost(t, 2, uid, -5, 5)); err != nil || out.NeedR2Write {
+			if out, err := ix.IndexCommit(ctx, moviePost(t, 3, uid, -5, 5)); err != nil || out.NeedR2Write {
 				t.Fatalf("repeated sighting: %+v, %v", out, err)
 			}
 			if err := ix.SyncR2(ctx, uid); err != nil {
@@ -565,12 +570,49 @@ func TestR2MarkSurvivesChangeDuringWrite(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := sameMap(rec.BotFileIDs, dbFileIDs(t, pool, uid)); err != nil || len(rec.BotFileIDs) != 2 {
+			if err := sameMap(rec.BotFileIDs, dbFileIDs(t, pool, uid)); err != nil || len(rec.BotFileIDs) != 3 {
 				t.Fatalf("object = %v (%v)", rec.BotFileIDs, err)
 			}
 			if n := count(t, pool, `SELECT count(*) FROM r2_pending`); n != 0 {
 				t.Fatalf("%d marks left after the file landed", n)
 			}
 		})
+	}
+}
+
+// A batch that created a new file's object and then rolled back leaves the
+// object behind; its retry must find the object its own (it holds the
+// batch's file_id) and still answer "File Stored Successfully".
+func TestRolledBackCreateInR2IsStillNew(t *testing.T) {
+	ctx := context.Background()
+	pool := dbtest.New(t)
+	store := newStore(t, r2test.Fake(t))
+	ix := newIndexer(t, pool, store)
+	p := moviePost(t, 4, "AgADrolled", -7, 7)
+
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, err := ix.Index(ctx, tx, p); err != nil || out.Existing || out.NeedR2Write {
+		t.Fatalf("first attempt: %+v %v", out, err)
+	}
+	_ = tx.Rollback(ctx)
+	rec, _, err := store.Get(ctx, p.UniqueID)
+	if err != nil || rec.BotFileIDs[r2.SlotKey(4)] != p.FileID {
+		t.Fatalf("object of the rolled-back attempt: %+v, %v", rec, err)
+	}
+
+	out, err := ix.IndexCommit(ctx, p)
+	if err != nil || out.Existing || !out.Reply || !out.R2Checked || out.File.Origin != "local" {
+		t.Fatalf("retry: %+v %v", out, err)
+	}
+	// Another bot of another deployment in the same slot has another
+	// file_id: for it the object is someone else's.
+	other := newIndexer(t, dbtest.New(t), store)
+	q := p
+	q.FileID = botFileID(t, publicDocumentDC4, 104)
+	if out, err := other.IndexCommit(ctx, q); err != nil || !out.Existing || out.File.Origin != "r2" {
+		t.Fatalf("other deployment: %+v %v", out, err)
 	}
 }

@@ -56,12 +56,14 @@ func (a IndexReplyArgs) posts() []ReplyPost {
 }
 
 // R2SyncArgs writes files' records to R2 (create, or merge new file_ids
-// with compare-and-swap). Each index transaction that records file_ids not
-// yet in R2 queues one for its files, scheduled r2Debounce later, so the
-// other bots' sightings of a post usually land first and the post costs one
-// create. A later job finds those rows synced and costs one query, no R2
-// request. Because the job is committed with the rows it covers, no file_id
-// is ever left without a job that will write it.
+// with compare-and-swap). A new file's object is created by the index
+// transaction that first sees it, with the file_ids of that transaction;
+// each index transaction that records other file_ids queues one job for
+// their files, waiting r2Debounce, so the other bots' sightings of a post
+// usually land first and cost one merge. A job whose files were written
+// meanwhile costs one query, no R2 request. Because the job is committed
+// with the rows it covers, no file_id is ever left without a job that will
+// write it.
 type R2SyncArgs struct {
 	UniqueIDs []string `json:"unique_ids"`
 	// NotBefore is when the write may start (the debounce). The job itself
