@@ -20,6 +20,7 @@ import (
 
 	"github.com/ferry-dev/ferry/config"
 	"github.com/ferry-dev/ferry/db/dbtest"
+	"github.com/ferry-dev/ferry/r2"
 	"github.com/ferry-dev/ferry/r2/r2test"
 	"github.com/ferry-dev/ferry/telegramtest"
 	"github.com/ferry-dev/ferry/webhook"
@@ -175,6 +176,9 @@ func BenchmarkIndexEndToEnd(b *testing.B) {
 	if replies != posts {
 		b.Fatalf("%d replies recorded for %d posts", replies, posts)
 	}
+	if !noR2 {
+		checkObjects(b, o, posts)
+	}
 	b.ReportMetric(float64(posts)/elapsed.Seconds(), "posts/s")
 	b.ReportMetric(float64(posts)/repliedAt.Seconds(), "posts_replied/s")
 	b.ReportMetric(float64(posts*11)/ingested.Seconds(), "updates_ingested/s")
@@ -211,4 +215,36 @@ func roundTrip(conn net.Conn, br *bufio.Reader, req []byte) error {
 		return fmt.Errorf("status %q", bytes.TrimSpace(status))
 	}
 	return nil
+}
+
+// checkObjects reads every post's R2 object (outside the timed part) and
+// fails unless each holds the eleven bots' file_ids the bench sent.
+func checkObjects(b *testing.B, o r2.Options, posts int) {
+	store, err := r2.New(o)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var bad atomic.Int64
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for w := 0; w < 16; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for p := next.Add(1); p <= int64(posts); p = next.Add(1) {
+				rec, _, err := store.Get(context.Background(), fmt.Sprintf("AgADbench%06d", p))
+				ok := err == nil && len(rec.BotFileIDs) == 11
+				for slot := 1; ok && slot <= 11; slot++ {
+					ok = rec.BotFileIDs[r2.SlotKey(slot)] == telegramtest.EncodeFileID(telegramtest.KindDocument, 4, p, int64(slot), nil)
+				}
+				if !ok && bad.Add(1) == 1 {
+					b.Errorf("post %d: object %+v, %v", p, rec, err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if n := bad.Load(); n > 0 {
+		b.Fatalf("%d of %d R2 objects lack file_ids", n, posts)
+	}
 }
