@@ -146,7 +146,7 @@ func (ix *Indexer) IndexMany(ctx context.Context, tx pgx.Tx, posts []Post) ([]Ou
 	if _, err := tx.Exec(ctx, `SET LOCAL plan_cache_mode = force_custom_plan`); err != nil {
 		return nil, fmt.Errorf("index: %w", err)
 	}
-	r2s, err := ix.lookUpNewInR2(ctx, tx, posts, order)
+	r2s, err := ix.lookUpNewInR2(ctx, tx, posts, order, uids)
 	if err != nil {
 		return nil, err
 	}
@@ -321,13 +321,9 @@ WHERE f.known IS NULL`
 // It holds IndexLockKey from before it looks at the database, so a
 // concurrent batch either commits the file first (and this one sees it in
 // the database) or waits.
-func (ix *Indexer) lookUpNewInR2(ctx context.Context, tx pgx.Tx, posts []Post, order []int) (map[string]r2Lookup, error) {
+func (ix *Indexer) lookUpNewInR2(ctx context.Context, tx pgx.Tx, posts []Post, order []int, uids []string) (map[string]r2Lookup, error) {
 	if ix.check == nil {
 		return nil, nil
-	}
-	uids := make([]string, len(order))
-	for k, i := range order {
-		uids[k] = posts[i].UniqueID
 	}
 	unknown, err := ix.unknownFiles(ctx, tx, uids)
 	if err != nil || len(unknown) == 0 {
@@ -342,32 +338,35 @@ func (ix *Indexer) lookUpNewInR2(ctx context.Context, tx pgx.Tx, posts []Post, o
 			return nil, err
 		}
 	}
-	// Each file's record as the batch will write it: metadata from its first
+	// Each new file as the batch will write it: metadata from its first
 	// post in key order, each slot's file_id from its latest post.
-	recs := make(map[string]*r2.Record, len(unknown))
-	for _, id := range unknown {
-		recs[id] = nil
+	type newFile struct {
+		file    File
+		fileIDs map[int]string
 	}
-	ids := map[string]map[int]string{}
+	files := make(map[string]*newFile, len(unknown))
+	for _, id := range unknown {
+		files[id] = nil
+	}
 	for _, i := range order {
 		p := posts[i]
-		if _, want := recs[p.UniqueID]; !want {
+		nf, want := files[p.UniqueID]
+		if !want {
 			continue
 		}
-		if recs[p.UniqueID] == nil {
-			rec := Record(File{UniqueID: p.UniqueID, Name: p.Name, Size: p.Size, MimeType: p.MimeType, Type: p.Type,
+		if nf == nil {
+			nf = &newFile{file: File{UniqueID: p.UniqueID, Name: p.Name, Size: p.Size, MimeType: p.MimeType, Type: p.Type,
 				DC: p.DC, Caption: p.Caption, Duration: p.Duration, Width: p.Width, Height: p.Height,
-				ChatID: p.ChatID, MessageID: p.MessageID}, nil)
-			recs[p.UniqueID] = &rec
-			ids[p.UniqueID] = map[int]string{}
+				ChatID: p.ChatID, MessageID: p.MessageID}, fileIDs: map[int]string{}}
+			files[p.UniqueID] = nf
 		}
-		ids[p.UniqueID][p.Slot] = p.FileID
+		nf.fileIDs[p.Slot] = p.FileID
 	}
 	out := make(map[string]r2Lookup, len(unknown))
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 16)
-	for id, rec := range recs {
+	for id, nf := range files {
 		wg.Add(1)
 		sem <- struct{}{}
 		go func() {
@@ -377,7 +376,7 @@ func (ix *Indexer) lookUpNewInR2(ctx context.Context, tx pgx.Tx, posts []Post, o
 			if ix.write == nil {
 				r.inR2, r.err = ix.checkR2(ctx, id)
 			} else {
-				r = ix.createInR2(ctx, *rec, ids[id])
+				r = ix.createInR2(ctx, Record(nf.file, nf.fileIDs), nf.fileIDs)
 			}
 			mu.Lock()
 			out[id] = r
@@ -396,9 +395,6 @@ func (ix *Indexer) lookUpNewInR2(ctx context.Context, tx pgx.Tx, posts []Post, o
 func (ix *Indexer) createInR2(ctx context.Context, rec r2.Record, fileIDs map[int]string) r2Lookup {
 	cctx, cancel := context.WithTimeout(ctx, ix.checkTimeout)
 	defer cancel()
-	for slot, id := range fileIDs {
-		rec.BotFileIDs[r2.SlotKey(slot)] = id
-	}
 	err := ix.write.Create(cctx, rec)
 	if err == nil {
 		return r2Lookup{created: fileIDs}
