@@ -93,6 +93,14 @@ FROM (SELECT DISTINCT * FROM unnest($1::bigint[], $2::bigint[], $3::int[], $4::t
 JOIN files f ON f.file_unique_id = t.u
 JOIN channel_posts cp ON cp.chat_id = t.c AND cp.message_id = t.m`
 
+// planned runs a statement unnamed, so Postgres plans it for the arrays it
+// gets each time: a plan cached while the tables were small (a new
+// deployment) scans them whole once they have grown, until autovacuum's
+// next ANALYZE. (plan_cache_mode=force_custom_plan would do the same, but it
+// also re-plans every foreign-key check the statements fire, one per row:
+// a quarter of Postgres's planning time in the end-to-end bench.)
+const planned = pgx.QueryExecModeExec
+
 // IndexMany records many bots' sightings of many posts inside tx and decides
 // each post's reply. Outcomes are returned in the order of posts. The caller
 // commits tx (with the reply and R2 jobs) or rolls it back on error; a
@@ -100,8 +108,7 @@ JOIN channel_posts cp ON cp.chat_id = t.c AND cp.message_id = t.m`
 //
 // The work is four set-based statements whatever the batch size: claim the
 // posts, write the file rows and the decisions, write the file_ids, read the
-// outcomes back. The first runs alone (the rest depend on which posts it
-// claimed); the other three share one round trip.
+// outcomes back.
 //
 // Concurrency: the first transaction to insert a post's claim owns its
 // reply and decides "new" or "already exists"; other batches holding the same
@@ -140,12 +147,6 @@ func (ix *Indexer) IndexMany(ctx context.Context, tx pgx.Tx, posts []Post) ([]Ou
 		chats[k], msgs[k], botIDs[k], slots[k], uids[k], fids[k] = p.ChatID, p.MessageID, p.BotID, int32(p.Slot), p.UniqueID, p.FileID
 	}
 
-	// Plan these statements for the arrays they get: a plan cached while
-	// the tables were small (a new deployment) scans them whole once they
-	// have grown, until autovacuum's next ANALYZE.
-	if _, err := tx.Exec(ctx, `SET LOCAL plan_cache_mode = force_custom_plan`); err != nil {
-		return nil, fmt.Errorf("index: %w", err)
-	}
 	r2s, err := ix.lookUpNewInR2(ctx, tx, posts, order, uids)
 	if err != nil {
 		return nil, err
@@ -157,7 +158,7 @@ func (ix *Indexer) IndexMany(ctx context.Context, tx pgx.Tx, posts []Post) ([]Ou
 		existing bool
 	}
 	claims := map[postKey]claim{}
-	rows, err := tx.Query(ctx, sqlClaimMany, chats, msgs, uids, slots, botIDs)
+	rows, err := tx.Query(ctx, sqlClaimMany, planned, chats, msgs, uids, slots, botIDs)
 	if err != nil {
 		return nil, fmt.Errorf("index: claim %d sightings' posts: %w", n, err)
 	}
@@ -221,17 +222,11 @@ func (ix *Indexer) IndexMany(ctx context.Context, tx pgx.Tx, posts []Post) ([]Ou
 			cU, cS, cF = append(cU, u), append(cS, int32(slot)), append(cF, f)
 		}
 	}
-	b := &pgx.Batch{}
-	b.Queue(sqlFilesMany, uids, fName, fSize, fMime, fType, fDC, fCaption, fDur, fW, fH, fChat, fMsg, fOrigin, fPri, newChats, newMsgs)
-	b.Queue(sqlBotIDsMany, uids, slots, botIDs, fids, chats, msgs, cU, cS, cF)
-	b.Queue(sqlOutcomesMany, chats, msgs, slots, uids)
-	br := tx.SendBatch(ctx, b)
-	defer br.Close()
-	if _, err := br.Exec(); err != nil {
+	if _, err := tx.Exec(ctx, sqlFilesMany, planned, uids, fName, fSize, fMime, fType, fDC, fCaption, fDur, fW, fH, fChat, fMsg, fOrigin, fPri, newChats, newMsgs); err != nil {
 		return nil, fmt.Errorf("index: write %d files: %w", n, err)
 	}
 	marked := map[string]bool{}
-	rows, err = br.Query()
+	rows, err = tx.Query(ctx, sqlBotIDsMany, planned, uids, slots, botIDs, fids, chats, msgs, cU, cS, cF)
 	if err != nil {
 		return nil, fmt.Errorf("index: write %d file_ids: %w", n, err)
 	}
@@ -252,7 +247,7 @@ func (ix *Indexer) IndexMany(ctx context.Context, tx pgx.Tx, posts []Post) ([]Ou
 		uid       string
 	}
 	results := make(map[sightingKey]Outcome, n)
-	rows, err = br.Query()
+	rows, err = tx.Query(ctx, sqlOutcomesMany, planned, chats, msgs, slots, uids)
 	if err != nil {
 		return nil, fmt.Errorf("index: read %d outcomes: %w", n, err)
 	}
@@ -271,9 +266,6 @@ func (ix *Indexer) IndexMany(ctx context.Context, tx pgx.Tx, posts []Post) ([]Ou
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("index: read %d outcomes: %w", n, err)
-	}
-	if err := br.Close(); err != nil {
-		return nil, fmt.Errorf("index: batch of %d sightings: %w", n, err)
 	}
 	for i, p := range posts {
 		o, ok := results[sightingKey{p.ChatID, p.MessageID, p.Slot, p.UniqueID}]
@@ -415,7 +407,7 @@ func (ix *Indexer) createInR2(ctx context.Context, rec r2.Record, fileIDs map[in
 }
 
 func (ix *Indexer) unknownFiles(ctx context.Context, tx pgx.Tx, uids []string) ([]string, error) {
-	rows, err := tx.Query(ctx, sqlUnknownFiles, uids)
+	rows, err := tx.Query(ctx, sqlUnknownFiles, planned, uids)
 	if err != nil {
 		return nil, fmt.Errorf("index: look up %d files: %w", len(uids), err)
 	}
