@@ -19,7 +19,7 @@ package index
 // Reply job: for each r of ix.PendingReplies(posts): text, button :=
 // index.FormatReply(r.Outcome, ix.ViewURL(r.Outcome.File.UniqueID)); send
 // with parse_mode index.ReplyParseMode (reply to the post); then
-// ix.MarkReplied(r.ChatID, r.MessageID, sentID).
+// ix.MarkReplied(ctx, sent) for the replies sent (several at a time).
 //
 // R2 job: ix.SyncFiles(ctx, uniqueIDs, 8) (files the database does not
 // have are skipped: no retry could write them). A periodic job (every minute or so) calls

@@ -11,14 +11,15 @@
 package index
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/ferry-dev/ferry/r2"
@@ -205,28 +206,51 @@ func (ix *Indexer) checkR2(ctx context.Context, uniqueID string) (bool, error) {
 	}
 }
 
-// MarkReplied records that the reply to a post was sent (replyMessageID is
-// the bot's reply message). It returns false when the post was already
-// marked, so a reply job that is retried after a crash can tell.
+// SentReply is a post whose reply was sent, and the bot's reply message.
+type SentReply struct {
+	PostRef
+	ReplyMessageID int64
+}
+
+// MarkReplied records that the replies to posts were sent, in one
+// statement. It returns the posts it marked: a post already marked is left
+// out, so a reply job retried after a crash can tell.
 //
-// The mark is committed without waiting for the WAL flush: a reply job marks
-// each post right after its send, and a flush per reply made the replies
+// The marks are committed without waiting for the WAL flush: a reply job
+// marks posts as their sends return, and a flush per mark made the replies
 // wait on the disk. Only a crash of Postgres itself within a fraction of a
 // second can lose a mark, and the job's own completion is written after it.
-func (ix *Indexer) MarkReplied(ctx context.Context, chatID, messageID, replyMessageID int64) (bool, error) {
-	var tag pgconn.CommandTag
+func (ix *Indexer) MarkReplied(ctx context.Context, sent []SentReply) ([]PostRef, error) {
+	// Key order, so two jobs marking the same posts cannot deadlock.
+	sent = slices.Clone(sent)
+	slices.SortFunc(sent, func(a, b SentReply) int {
+		return cmp.Or(cmp.Compare(a.ChatID, b.ChatID), cmp.Compare(a.MessageID, b.MessageID))
+	})
+	chats, msgs, replies := make([]int64, len(sent)), make([]int64, len(sent)), make([]int64, len(sent))
+	for i, r := range sent {
+		chats[i], msgs[i], replies[i] = r.ChatID, r.MessageID, r.ReplyMessageID
+	}
+	var marked []PostRef
 	err := execAsyncCommit(ctx, ix.pool, func(b *pgx.Batch) {
 		b.Queue(`
-UPDATE channel_posts SET replied_at = now(), reply_message_id = $3
-WHERE chat_id = $1 AND message_id = $2 AND replied_at IS NULL`, chatID, messageID, replyMessageID).Exec(func(t pgconn.CommandTag) error {
-			tag = t
-			return nil
+UPDATE channel_posts cp SET replied_at = now(), reply_message_id = t.r
+FROM (SELECT DISTINCT ON (c, m) * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[]) AS t(c, m, r) ORDER BY c, m) t
+WHERE cp.chat_id = t.c AND cp.message_id = t.m AND cp.replied_at IS NULL
+RETURNING cp.chat_id, cp.message_id`, chats, msgs, replies).Query(func(rows pgx.Rows) error {
+			for rows.Next() {
+				var p PostRef
+				if err := rows.Scan(&p.ChatID, &p.MessageID); err != nil {
+					return err
+				}
+				marked = append(marked, p)
+			}
+			return rows.Err()
 		})
 	})
 	if err != nil {
-		return false, fmt.Errorf("index: mark post %d/%d replied: %w", chatID, messageID, err)
+		return nil, fmt.Errorf("index: mark %d posts replied: %w", len(sent), err)
 	}
-	return tag.RowsAffected() == 1, nil
+	return marked, nil
 }
 
 // execAsyncCommit runs the statements queued by queue in one implicit

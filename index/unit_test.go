@@ -413,11 +413,17 @@ func TestReplyState(t *testing.T) {
 	if out := pending[0].Outcome; out.ClaimedBySlot != 2 || out.File.UniqueID != "AgADreply" || out.Existing {
 		t.Fatalf("outcome: %+v", out)
 	}
-	if first, err := ix.MarkReplied(ctx, -9, 9, 555); err != nil || !first {
-		t.Fatalf("MarkReplied: %v %v", first, err)
+	// The never-seen post is not marked; a mark given twice counts once.
+	sent := []index.SentReply{{PostRef: posts[1], ReplyMessageID: 554}, {PostRef: posts[0], ReplyMessageID: 555}, {PostRef: posts[0], ReplyMessageID: 555}}
+	if marked, err := ix.MarkReplied(ctx, sent); err != nil || len(marked) != 1 || marked[0] != posts[0] {
+		t.Fatalf("MarkReplied: %v %v", marked, err)
 	}
-	if first, err := ix.MarkReplied(ctx, -9, 9, 556); err != nil || first {
-		t.Fatalf("second MarkReplied: %v %v", first, err)
+	if marked, err := ix.MarkReplied(ctx, []index.SentReply{{PostRef: posts[0], ReplyMessageID: 556}}); err != nil || len(marked) != 0 {
+		t.Fatalf("second MarkReplied: %v %v", marked, err)
+	}
+	var replyID int64
+	if err := pool.QueryRow(ctx, `SELECT reply_message_id FROM channel_posts WHERE chat_id = -9 AND message_id = 9`).Scan(&replyID); err != nil || replyID != 555 {
+		t.Fatalf("reply_message_id %d, %v; want 555", replyID, err)
 	}
 	if pending, err := ix.PendingReplies(ctx, posts); err != nil || len(pending) != 0 {
 		t.Fatalf("pending after reply: %+v %v", pending, err)

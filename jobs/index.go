@@ -432,8 +432,8 @@ type IndexReplyWorker struct {
 // replyParallel bounds the replies one job has in flight.
 const replyParallel = 8
 
-// Work sends every reply not yet recorded as sent, each recorded right
-// after its send, so a retry sends only the rest. A post Telegram refuses
+// Work sends every reply not yet recorded as sent, each recorded as soon as
+// its send returns (see markSent), so a retry sends only the rest. A post Telegram refuses
 // for good (400, 403: deleted, or the bot lost the channel) is logged and
 // left; a 429 snoozes the job for the longest retry_after seen; any other
 // failure retries the job.
@@ -450,6 +450,9 @@ func (w *IndexReplyWorker) Work(ctx context.Context, job *river.Job[IndexReplyAr
 		return err
 	}
 	errs := make([]error, len(pending))
+	sent := make(chan index.SentReply, len(pending))
+	marked := make(chan error, 1)
+	go func() { marked <- markSent(context.WithoutCancel(ctx), ix, sent) }()
 	sem := make(chan struct{}, replyParallel)
 	var wg sync.WaitGroup
 	for i, r := range pending {
@@ -457,23 +460,30 @@ func (w *IndexReplyWorker) Work(ctx context.Context, job *river.Job[IndexReplyAr
 		sem <- struct{}{}
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			errs[i] = w.reply(ctx, bots[r.PostRef], r)
+			s, err := w.reply(ctx, bots[r.PostRef], r)
+			if err == nil {
+				sent <- s
+			}
+			errs[i] = err
 		}()
 	}
 	wg.Wait()
+	close(sent)
+	if err := <-marked; err != nil {
+		errs = append(errs, err)
+	}
 	var wait time.Duration
 	var failed []error
-	for i, err := range errs {
+	for _, err := range errs {
 		if err == nil {
 			continue
 		}
-		r := pending[i]
 		if d, ok := botapi.RetryAfter(err); ok {
 			wait = max(wait, d)
 			continue
 		}
 		if botapi.Permanent(err) || errors.Is(err, errBotGone) {
-			w.d.Logger.Warn("index reply refused; not retried", "chat_id", r.ChatID, "message_id", r.MessageID, "err", err)
+			w.d.Logger.Warn("index reply refused; not retried", "err", err)
 			continue
 		}
 		failed = append(failed, err)
@@ -489,12 +499,40 @@ func (w *IndexReplyWorker) Work(ctx context.Context, job *river.Job[IndexReplyAr
 
 var errBotGone = errors.New("bot is no longer configured")
 
-// reply sends one post's reply and records it.
-func (w *IndexReplyWorker) reply(ctx context.Context, botID int64, r index.PendingReply) error {
+// markSent records the replies sent on sent until it is closed, in group
+// commits: the sends that return while one mark is being written go in the
+// next. A crash between a send and its mark repeats only the replies of the
+// commit under way, and a job of many posts writes a few marks, not one
+// each.
+func markSent(ctx context.Context, ix *index.Indexer, sent <-chan index.SentReply) error {
+	var errs []error
+	for s := range sent {
+		group := []index.SentReply{s}
+	more:
+		for {
+			select {
+			case s, ok := <-sent:
+				if !ok {
+					break more
+				}
+				group = append(group, s)
+			default:
+				break more
+			}
+		}
+		if _, err := ix.MarkReplied(ctx, group); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// reply sends one post's reply; the caller records it.
+func (w *IndexReplyWorker) reply(ctx context.Context, botID int64, r index.PendingReply) (index.SentReply, error) {
 	ix := w.d.Index
 	b, ok := w.d.Bots.ByID(botID)
 	if !ok {
-		return fmt.Errorf("reply to post %d/%d: bot %d: %w", r.ChatID, r.MessageID, botID, errBotGone)
+		return index.SentReply{}, fmt.Errorf("reply to post %d/%d: bot %d: %w", r.ChatID, r.MessageID, botID, errBotGone)
 	}
 	text, button := index.FormatReply(r.Outcome, ix.ViewURL(r.Outcome.File.UniqueID))
 	msg, err := b.Client.SendMessage(ctx, &bot.SendMessageParams{
@@ -506,12 +544,9 @@ func (w *IndexReplyWorker) reply(ctx context.Context, botID int64, r index.Pendi
 		LinkPreviewOptions: &models.LinkPreviewOptions{IsDisabled: bot.True()},
 	})
 	if err != nil {
-		return fmt.Errorf("reply to post %d/%d: %w", r.ChatID, r.MessageID, botapi.Redact(err, b.Token))
+		return index.SentReply{}, fmt.Errorf("reply to post %d/%d: %w", r.ChatID, r.MessageID, botapi.Redact(err, b.Token))
 	}
-	// A crash between the send and this mark repeats the reply once; the
-	// window is one round trip.
-	_, err = ix.MarkReplied(context.WithoutCancel(ctx), r.ChatID, r.MessageID, int64(msg.ID))
-	return err
+	return index.SentReply{PostRef: r.PostRef, ReplyMessageID: int64(msg.ID)}, nil
 }
 
 // R2SyncWorker writes files' records to R2; errors retry with backoff, so a
