@@ -34,7 +34,11 @@ import (
 //	go test -run '^$' -bench IndexEndToEnd -benchtime 1x ./cmd/ferry/
 //
 // FERRY_BENCH_POSTS sets the number of posts (default 300);
-// FERRY_BENCH_NO_R2=1 runs without R2 (database alone), to split the cost.
+// FERRY_BENCH_NO_R2=1 runs without R2 (database alone), to split the cost;
+// FERRY_BENCH_INGEST_ONLY=1 runs `ferry web` and stops after the deliveries;
+// FERRY_BENCH_SPLIT=1 runs them into `ferry web`, then stops it and times
+// `ferry worker` alone draining the backlog (posts_worked/s): the two halves'
+// costs, each with the machine to itself.
 func BenchmarkIndexEndToEnd(b *testing.B) {
 	posts := 300
 	if v := os.Getenv("FERRY_BENCH_POSTS"); v != "" {
@@ -67,7 +71,8 @@ func BenchmarkIndexEndToEnd(b *testing.B) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	mode := "serve"
-	if os.Getenv("FERRY_BENCH_INGEST_ONLY") != "" {
+	split := os.Getenv("FERRY_BENCH_SPLIT") != ""
+	if os.Getenv("FERRY_BENCH_INGEST_ONLY") != "" || split {
 		mode = "web"
 	}
 	go func() { done <- run(ctx, []string{mode}, io.Discard, io.Discard) }()
@@ -140,9 +145,22 @@ func BenchmarkIndexEndToEnd(b *testing.B) {
 	if failed.Load() > 0 {
 		b.Fatalf("%d deliveries failed", failed.Load())
 	}
-	if mode == "web" {
+	if mode == "web" && !split {
 		b.ReportMetric(float64(posts*11)/ingested.Seconds(), "updates_ingested/s")
 		return
+	}
+	workStart := start
+	if split {
+		cancel()
+		if err := <-done; err != nil {
+			b.Fatalf("ferry web: %v", err)
+		}
+		// Deferred calls run last first: this stops the worker before the
+		// deferred wait for it above.
+		wctx, wcancel := context.WithCancel(context.Background())
+		defer wcancel()
+		workStart = time.Now()
+		go func() { done <- run(wctx, []string{"worker"}, io.Discard, io.Discard) }()
 	}
 	conn, err := pgx.Connect(context.Background(), dbURL)
 	if err != nil {
@@ -166,6 +184,7 @@ func BenchmarkIndexEndToEnd(b *testing.B) {
 		}
 	}
 	elapsed := time.Since(start)
+	worked := time.Since(workStart)
 	b.StopTimer()
 	replies := 0
 	for _, c := range tg.CallsTo("sendMessage") {
@@ -179,9 +198,13 @@ func BenchmarkIndexEndToEnd(b *testing.B) {
 	if !noR2 {
 		checkObjects(b, o, posts)
 	}
+	b.ReportMetric(float64(posts*11)/ingested.Seconds(), "updates_ingested/s")
+	if split {
+		b.ReportMetric(float64(posts)/worked.Seconds(), "posts_worked/s")
+		return
+	}
 	b.ReportMetric(float64(posts)/elapsed.Seconds(), "posts/s")
 	b.ReportMetric(float64(posts)/repliedAt.Seconds(), "posts_replied/s")
-	b.ReportMetric(float64(posts*11)/ingested.Seconds(), "updates_ingested/s")
 }
 
 // roundTrip writes one rendered request and reads its response, which must
