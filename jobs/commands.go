@@ -125,7 +125,8 @@ func (w *UpdateWorker) run(ctx context.Context, name, args string) (string, erro
 func (w *UpdateWorker) stats(ctx context.Context) (string, error) {
 	var sb strings.Builder
 	var total, day int64
-	err := w.d.Pool.QueryRow(ctx, `SELECT count(*), count(*) FILTER (WHERE received_at > now() - interval '24 hours') FROM received_updates`).Scan(&total, &day)
+	// Counted per hour: "last 24 h" is the current hour and the 23 before it.
+	err := w.d.Pool.QueryRow(ctx, `SELECT coalesce(sum(n), 0), coalesce(sum(n) FILTER (WHERE hour > now() - interval '24 hours'), 0) FROM update_counts`).Scan(&total, &day)
 	if err != nil {
 		return "", fmt.Errorf("count updates: %w", err)
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"slices"
 	"time"
 
@@ -114,9 +115,10 @@ var ErrStopped = errors.New("intake stopped")
 func (in *Intake) Run(ctx context.Context) {
 	done := make(chan struct{})
 	for i := 0; i < in.flushers; i++ {
+		counter := rand.Int32()
 		go func() {
 			defer func() { done <- struct{}{} }()
-			in.flushLoop(ctx)
+			in.flushLoop(ctx, counter)
 		}()
 	}
 	for i := 0; i < in.flushers; i++ {
@@ -152,7 +154,9 @@ func (in *Intake) Submit(ctx context.Context, u Update) error {
 	}
 }
 
-func (in *Intake) flushLoop(ctx context.Context) {
+// flushLoop commits batches one after another; counter is its own row key
+// in update_counts.
+func (in *Intake) flushLoop(ctx context.Context, counter int32) {
 	batch := make([]*pending, 0, in.maxBatch)
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
@@ -177,7 +181,7 @@ func (in *Intake) flushLoop(ctx context.Context) {
 		timer.Stop()
 		start := time.Now()
 		// A batch already taken is committed even while shutting down.
-		err := in.commit(context.WithoutCancel(ctx), batch)
+		err := in.commit(context.WithoutCancel(ctx), batch, counter)
 		in.observe(len(batch), time.Since(start), err)
 		if err != nil {
 			in.logger.Error("commit updates", "batch", len(batch), "err", err)
@@ -188,9 +192,11 @@ func (in *Intake) flushLoop(ctx context.Context) {
 	}
 }
 
-// commit records the batch in received_updates and inserts a job for each
-// update not seen before, in one transaction.
-func (in *Intake) commit(ctx context.Context, batch []*pending) error {
+// commit makes the batch durable in one transaction: each update not seen
+// before becomes a job (received_updates is its re-delivery guard), each
+// channel file a sighting (its key is the guard; the index is idempotent
+// anyway), and the updates newly accepted are added to update_counts.
+func (in *Intake) commit(ctx context.Context, batch []*pending, counter int32) error {
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	// Rows are written in key order so that two batches holding the same
@@ -198,11 +204,15 @@ func (in *Intake) commit(ctx context.Context, batch []*pending) error {
 	slices.SortFunc(batch, func(a, b *pending) int {
 		return cmp.Or(cmp.Compare(a.u.BotID, b.u.BotID), cmp.Compare(a.u.UpdateID, b.u.UpdateID))
 	})
-	botIDs := make([]int64, len(batch))
-	updateIDs := make([]int64, len(batch))
+	var botIDs, updateIDs []int64
 	byKey := make(map[[2]int64]*pending, len(batch))
-	for i, p := range batch {
-		botIDs[i], updateIDs[i] = p.u.BotID, p.u.UpdateID
+	var sg sightingColumns
+	for _, p := range batch {
+		if s := p.u.Sighting; s != nil && in.sightings {
+			sg.add(p.u.BotID, s.Post)
+			continue
+		}
+		botIDs, updateIDs = append(botIDs, p.u.BotID), append(updateIDs, p.u.UpdateID)
 		byKey[[2]int64{p.u.BotID, p.u.UpdateID}] = p
 	}
 	tx, err := in.pool.Begin(ctx)
@@ -210,63 +220,43 @@ func (in *Intake) commit(ctx context.Context, batch []*pending) error {
 		return fmt.Errorf("begin: %w", err)
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx))
-	rows, err := tx.Query(ctx, `
-		INSERT INTO received_updates (bot_id, update_id)
-		SELECT * FROM unnest($1::bigint[], $2::bigint[])
-		ON CONFLICT DO NOTHING
-		RETURNING bot_id, update_id`, botIDs, updateIDs)
-	if err != nil {
-		return fmt.Errorf("record updates: %w", err)
-	}
+
 	var params []river.InsertManyParams
-	var sg sightingColumns
-	for rows.Next() {
-		var k [2]int64
-		if err := rows.Scan(&k[0], &k[1]); err != nil {
-			rows.Close()
-			return fmt.Errorf("scan update key: %w", err)
-		}
-		p := byKey[k]
-		if s := p.u.Sighting; s != nil && in.sightings {
-			sg.add(k[0], s.Post)
-			continue
-		}
-		params = append(params, river.InsertManyParams{Args: UpdateArgs{BotID: k[0], UpdateID: k[1], Update: p.u.Raw}})
+	b := &pgx.Batch{}
+	if len(botIDs) > 0 {
+		b.Queue(sqlRecordUpdates, botIDs, updateIDs, counter).Query(func(rows pgx.Rows) error {
+			for rows.Next() {
+				var k [2]int64
+				if err := rows.Scan(&k[0], &k[1]); err != nil {
+					return fmt.Errorf("scan update key: %w", err)
+				}
+				params = append(params, river.InsertManyParams{Args: UpdateArgs{BotID: k[0], UpdateID: k[1], Update: byKey[k].u.Raw}})
+			}
+			if err := rows.Err(); err != nil {
+				return fmt.Errorf("record %d updates: %w", len(botIDs), err)
+			}
+			return nil
+		})
 	}
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("record updates: %w", err)
-	}
+	queued := true
 	if len(sg.chats) > 0 {
 		// The shared lock keeps an index_drain job from completing until
 		// these rows are committed (see IndexDrainWorker); a drain job that
 		// is not finished will take them, so a new one is queued only when
 		// there is none.
-		b := &pgx.Batch{}
 		b.Queue(`SELECT pg_advisory_xact_lock_shared($1)`, SightingsLockKey)
-		b.Queue(sqlInsertSightings, sg.args()...)
-		b.Queue(sqlDrainQueued)
-		br := tx.SendBatch(ctx, b)
-		var queued bool
-		_, err := br.Exec()
-		if err == nil {
-			_, err = br.Exec()
-		}
-		if err == nil {
-			err = br.QueryRow().Scan(&queued)
-		}
-		if cerr := br.Close(); err == nil {
-			err = cerr
-		}
-		if err != nil {
-			return fmt.Errorf("record %d sightings: %w", len(sg.chats), err)
-		}
-		if !queued {
-			params = append(params, river.InsertManyParams{Args: IndexDrainArgs{}})
-		}
+		b.Queue(sqlAcceptSightings, append(sg.args(), counter)...)
+		b.Queue(sqlDrainQueued).QueryRow(func(row pgx.Row) error { return row.Scan(&queued) })
+	}
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		return fmt.Errorf("record %d updates and %d sightings: %w", len(botIDs), len(sg.chats), err)
+	}
+	if !queued {
+		params = append(params, river.InsertManyParams{Args: IndexDrainArgs{}})
 	}
 	if len(params) > 0 {
 		if _, err := in.client.InsertManyTx(ctx, tx, params); err != nil {
-			return fmt.Errorf("insert %d update jobs: %w", len(params), err)
+			return fmt.Errorf("insert %d jobs: %w", len(params), err)
 		}
 	}
 	if err := tx.Commit(ctx); err != nil {
@@ -274,6 +264,21 @@ func (in *Intake) commit(ctx context.Context, batch []*pending) error {
 	}
 	return nil
 }
+
+// sqlRecordUpdates records updates that become jobs, adds them to the
+// flusher's hourly count ($3 is its key; see migration 00009), and returns
+// the keys of those not seen before.
+const sqlRecordUpdates = `
+WITH accepted AS (
+    INSERT INTO received_updates (bot_id, update_id)
+    SELECT * FROM unnest($1::bigint[], $2::bigint[])
+    ON CONFLICT DO NOTHING
+    RETURNING bot_id, update_id),
+counted AS (
+    INSERT INTO update_counts (hour, counter, n)
+    SELECT date_trunc('hour', now()), $3::int, count(*) FROM accepted HAVING count(*) > 0
+    ON CONFLICT (hour, counter) DO UPDATE SET n = update_counts.n + EXCLUDED.n)
+SELECT bot_id, update_id FROM accepted`
 
 // sqlInsertSightings writes sightings in the column form (see
 // sightingColumns.args); a re-delivered sighting not yet drained is a
@@ -284,6 +289,15 @@ INSERT INTO post_sightings (chat_id, message_id, bot_id, file_unique_id, file_id
 SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::text[],
                      $8::bigint[], $9::text[], $10::int[], $11::text[], $12::int[], $13::int[], $14::int[], $15::text[])
 ON CONFLICT DO NOTHING`
+
+// sqlAcceptSightings is sqlInsertSightings for the intake: the sightings
+// it adds are also counted ($16: the flusher's key, as in sqlRecordUpdates).
+const sqlAcceptSightings = `
+WITH accepted AS (` + sqlInsertSightings + `
+    RETURNING 1)
+INSERT INTO update_counts (hour, counter, n)
+SELECT date_trunc('hour', now()), $16::int, count(*) FROM accepted HAVING count(*) > 0
+ON CONFLICT (hour, counter) DO UPDATE SET n = update_counts.n + EXCLUDED.n`
 
 // sightingColumns gathers sightings as one array per column, for
 // sqlInsertSightings.

@@ -217,4 +217,12 @@ func TestIntakeRoutesSightingsToTheDrain(t *testing.T) {
 	if n := count(t, pool, `SELECT count(*) FROM river_job WHERE kind = 'update'`); n != 1 {
 		t.Fatalf("%d update jobs", n)
 	}
+	// Only the command needs the re-delivery guard; all twelve updates
+	// (not the re-delivery) are counted for /stats.
+	if n := count(t, pool, `SELECT count(*) FROM received_updates`); n != 1 {
+		t.Fatalf("%d received_updates rows, want the command's alone", n)
+	}
+	if n := count(t, pool, `SELECT sum(n) FROM update_counts`); n != 12 {
+		t.Fatalf("%d updates counted, want 12", n)
+	}
 }

@@ -36,6 +36,8 @@ func TestMigrationsRoundTrip(t *testing.T) {
 	if _, err := p.DownTo(ctx, 6); err != nil {
 		t.Fatalf("down to 6: %v", err)
 	}
+	// Updates accepted before update_counts existed are counted by it.
+	exec(t, pool, `INSERT INTO received_updates (bot_id, update_id, received_at) VALUES (11, 1, now()), (11, 2, now()), (12, 1, now() - interval '3 hours')`)
 	if n := count(t, pool, `SELECT count(*) FROM file_bot_ids WHERE r2_synced_at IS NULL`); n != 2 {
 		t.Fatalf("%d rows pending after down; want the 2 of AgADpend", n)
 	}
@@ -62,6 +64,10 @@ func TestMigrationsRoundTrip(t *testing.T) {
 	}
 	if n := count(t, pool, `SELECT count(*) FROM post_sightings WHERE update_json IS NOT NULL`); n != 1 {
 		t.Fatal("sighting lost on the way back up")
+	}
+	if n := count(t, pool, `SELECT sum(n) FILTER (WHERE hour > now() - interval '2 hours') FROM update_counts`); n != 2 ||
+		count(t, pool, `SELECT sum(n) FROM update_counts`) != 3 {
+		t.Fatal("update_counts does not count the updates received before it")
 	}
 
 	if _, err := p.DownTo(ctx, 0); err != nil {
