@@ -72,20 +72,24 @@ func (h *handler) accept(c echo.Context) (int, string) {
 
 // ParseUpdate checks that body is an update our workers can decode and
 // returns its update_id and the decoded update. A malformed update is refused
-// before it becomes a job that could never succeed.
+// before it becomes a job that could never succeed. The body is decoded once:
+// the outer UpdateID shadows models.Update's own field, so a missing
+// update_id can be told from update_id 0.
 func ParseUpdate(body []byte) (int64, *models.Update, error) {
-	var head struct {
+	var u struct {
 		UpdateID *int64 `json:"update_id"`
+		models.Update
 	}
-	if err := json.Unmarshal(body, &head); err != nil {
-		return 0, nil, errors.New("malformed JSON")
-	}
-	if head.UpdateID == nil || *head.UpdateID < 0 {
-		return 0, nil, errors.New("update_id missing")
-	}
-	var u models.Update
 	if err := json.Unmarshal(body, &u); err != nil {
+		var syntax *json.SyntaxError
+		if errors.As(err, &syntax) || errors.Is(err, io.ErrUnexpectedEOF) {
+			return 0, nil, errors.New("malformed JSON")
+		}
 		return 0, nil, errors.New("not a Bot API update")
 	}
-	return *head.UpdateID, &u, nil
+	if u.UpdateID == nil || *u.UpdateID < 0 {
+		return 0, nil, errors.New("update_id missing")
+	}
+	u.Update.ID = *u.UpdateID
+	return *u.UpdateID, &u.Update, nil
 }
