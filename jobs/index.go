@@ -433,10 +433,10 @@ type IndexReplyWorker struct {
 const replyParallel = 8
 
 // Work sends every reply not yet recorded as sent, each recorded as soon as
-// its send returns (see markSent), so a retry sends only the rest. A post Telegram refuses
-// for good (400, 403: deleted, or the bot lost the channel) is logged and
-// left; a 429 snoozes the job for the longest retry_after seen; any other
-// failure retries the job.
+// its send returns (see markSent), so a retry sends only the rest. A post
+// Telegram refuses for good (400, 403: deleted, or the bot lost the channel)
+// is logged and left; a 429 snoozes the job for the longest retry_after
+// seen; any other failure, a failed mark included, retries the job.
 func (w *IndexReplyWorker) Work(ctx context.Context, job *river.Job[IndexReplyArgs]) error {
 	ix := w.d.Index
 	want := job.Args.posts()
