@@ -259,7 +259,8 @@ RETURNING cp.chat_id, cp.message_id`, chats, msgs, replies).Query(func(rows pgx.
 // bookkeeping that is cheap to redo: a lost write only repeats work.
 func execAsyncCommit(ctx context.Context, pool *pgxpool.Pool, queue func(*pgx.Batch)) error {
 	b := &pgx.Batch{}
-	// Planned for its arguments too (see IndexMany).
+	// Planned for its arguments too (see planned); the GUC is safe here
+	// because these statements fire no foreign-key checks.
 	b.Queue(`SELECT set_config('synchronous_commit', 'off', true), set_config('plan_cache_mode', 'force_custom_plan', true)`)
 	queue(b)
 	return pool.SendBatch(ctx, b).Close()
@@ -292,7 +293,7 @@ FROM unnest($1::bigint[], $2::bigint[]) AS t(c, m)
 JOIN channel_posts cp ON cp.chat_id = t.c AND cp.message_id = t.m
 JOIN files f ON f.file_unique_id = cp.file_unique_id
 WHERE cp.replied_at IS NULL
-ORDER BY cp.chat_id, cp.message_id`, pgx.QueryExecModeExec, chats, msgs)
+ORDER BY cp.chat_id, cp.message_id`, planned, chats, msgs)
 	if err != nil {
 		return nil, fmt.Errorf("index: load %d posts to answer: %w", len(posts), err)
 	}

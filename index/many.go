@@ -98,7 +98,7 @@ JOIN channel_posts cp ON cp.chat_id = t.c AND cp.message_id = t.m`
 // deployment) scans them whole once they have grown, until autovacuum's
 // next ANALYZE. (plan_cache_mode=force_custom_plan would do the same, but it
 // also re-plans every foreign-key check the statements fire, one per row:
-// a quarter of Postgres's planning time in the end-to-end bench.)
+// half of Postgres's planning time in the end-to-end bench.)
 const planned = pgx.QueryExecModeExec
 
 // IndexMany records many bots' sightings of many posts inside tx and decides

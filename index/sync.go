@@ -35,7 +35,7 @@ type fileRows struct {
 // gathered per file by key (LATERAL), whatever the planner thinks of the
 // table's size: a hash join here scanned all of file_bot_ids per job.
 func (ix *Indexer) loadForSync(ctx context.Context, ids []string) (map[string]*fileRows, error) {
-	// QueryExecModeExec: planned for these ids each time (see IndexMany).
+	// Planned for these ids each time (see planned in many.go).
 	rows, err := ix.pool.Query(ctx, `
 SELECT `+fileColumns+`, coalesce(p.gen, 0), b.slots, b.fids
 FROM files f
@@ -44,7 +44,7 @@ CROSS JOIN LATERAL (
     SELECT array_agg(slot ORDER BY slot) AS slots, array_agg(file_id ORDER BY slot) AS fids
     FROM file_bot_ids WHERE file_unique_id = f.file_unique_id
 ) b
-WHERE f.file_unique_id = ANY($1) AND b.slots IS NOT NULL`, pgx.QueryExecModeExec, ids)
+WHERE f.file_unique_id = ANY($1) AND b.slots IS NOT NULL`, planned, ids)
 	if err != nil {
 		return nil, fmt.Errorf("index: load %d files for R2: %w", len(ids), err)
 	}
