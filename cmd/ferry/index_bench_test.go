@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -38,7 +39,11 @@ import (
 // FERRY_BENCH_INGEST_ONLY=1 runs `ferry web` and stops after the deliveries;
 // FERRY_BENCH_SPLIT=1 runs them into `ferry web`, then stops it and times
 // `ferry worker` alone draining the backlog (posts_worked/s): the two halves'
-// costs, each with the machine to itself.
+// costs, each with the machine to itself; FERRY_BENCH_WORK_PROFILE=file
+// writes a CPU profile of that second half.
+//
+// cpu_ms/post is the whole machine's CPU time (every process and the
+// kernel, from /proc/stat) over the timed part, per post.
 func BenchmarkIndexEndToEnd(b *testing.B) {
 	posts := 300
 	if v := os.Getenv("FERRY_BENCH_POSTS"); v != "" {
@@ -107,6 +112,7 @@ func BenchmarkIndexEndToEnd(b *testing.B) {
 	}
 	b.ResetTimer()
 	start := time.Now()
+	cpuStart := machineCPU(b)
 	var next atomic.Int64
 	var failed atomic.Int64
 	var wg sync.WaitGroup
@@ -160,6 +166,14 @@ func BenchmarkIndexEndToEnd(b *testing.B) {
 		wctx, wcancel := context.WithCancel(context.Background())
 		defer wcancel()
 		workStart = time.Now()
+		if path := os.Getenv("FERRY_BENCH_WORK_PROFILE"); path != "" {
+			f, err := os.Create(path)
+			if err != nil {
+				b.Fatal(err)
+			}
+			pprof.StartCPUProfile(f)
+			defer func() { pprof.StopCPUProfile(); f.Close() }()
+		}
 		go func() { done <- run(wctx, []string{"worker"}, io.Discard, io.Discard) }()
 	}
 	conn, err := pgx.Connect(context.Background(), dbURL)
@@ -185,6 +199,7 @@ func BenchmarkIndexEndToEnd(b *testing.B) {
 	}
 	elapsed := time.Since(start)
 	worked := time.Since(workStart)
+	cpu := machineCPU(b) - cpuStart
 	b.StopTimer()
 	replies := 0
 	for _, c := range tg.CallsTo("sendMessage") {
@@ -199,12 +214,38 @@ func BenchmarkIndexEndToEnd(b *testing.B) {
 		checkObjects(b, o, posts)
 	}
 	b.ReportMetric(float64(posts*11)/ingested.Seconds(), "updates_ingested/s")
+	b.ReportMetric(cpu.Seconds()*1000/float64(posts), "cpu_ms/post")
 	if split {
 		b.ReportMetric(float64(posts)/worked.Seconds(), "posts_worked/s")
 		return
 	}
 	b.ReportMetric(float64(posts)/elapsed.Seconds(), "posts/s")
 	b.ReportMetric(float64(posts)/repliedAt.Seconds(), "posts_replied/s")
+}
+
+// machineCPU is the CPU time the whole machine has spent so far, every
+// process (ferry, Postgres, the S3 server, the load generator) and the
+// kernel, from /proc/stat: CPU per post is a steadier figure than posts per
+// second on a shared, noisy machine.
+func machineCPU(b *testing.B) time.Duration {
+	data, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		b.Fatal(err)
+	}
+	line, _, _ := strings.Cut(string(data), "\n")
+	f := strings.Fields(line)
+	if len(f) < 8 || f[0] != "cpu" {
+		b.Fatalf("/proc/stat: %q", line)
+	}
+	var ticks int64
+	for i, v := range f[1:8] {
+		if i == 3 || i == 4 { // idle, iowait
+			continue
+		}
+		n, _ := strconv.ParseInt(v, 10, 64)
+		ticks += n
+	}
+	return time.Duration(ticks) * time.Second / 100 // USER_HZ
 }
 
 // roundTrip writes one rendered request and reads its response, which must
