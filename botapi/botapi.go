@@ -39,7 +39,7 @@ func New(bots []config.Bot, serverURL string, httpClient *http.Client, logger *s
 		c, err := bot.New(cb.Token,
 			bot.WithSkipGetMe(),
 			bot.WithServerURL(serverURL),
-			bot.WithHTTPClient(time.Minute, httpClient),
+			bot.WithHTTPClient(time.Minute, bufferedBodies{httpClient}),
 			bot.WithErrorsHandler(func(err error) {
 				logger.Warn("bot api client", "bot", cb, "err", Redact(err, cb.Token))
 			}),
