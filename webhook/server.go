@@ -66,8 +66,7 @@ func NewServer(o Options) *echo.Echo {
 		e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(o.Gatherer, promhttp.HandlerOpts{})))
 	}
 	if o.Intake != nil {
-		h := &handler{cfg: o.Config, intake: o.Intake, logger: o.Logger, maxBody: o.MaxBody, metrics: o.Metrics}
-		e.POST("/tg/:bot", h.serve)
+		e.POST("/tg/:bot", newHandler(o.Config, o.Intake, o.Logger, o.MaxBody, o.Metrics).serve)
 	}
 	if o.Files != nil {
 		e.GET("/f/:id", serveFile(o.Files))
