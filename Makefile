@@ -38,6 +38,7 @@ soak:
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzParseUpdate -fuzztime 60s ./webhook/
+	$(GO) test -run '^$$' -fuzz FuzzLeanParseAgrees -fuzztime 60s ./webhook/
 
 clean:
 	rm -rf bin

@@ -145,14 +145,14 @@ func (p *Poller) getUpdates(ctx context.Context, b *botapi.Bot, offset int64) ([
 	}
 	out := make([]jobs.Update, 0, len(ans.Result))
 	for _, raw := range ans.Result {
-		id, u, err := ParseUpdate(raw)
+		id, sighting, err := ParseUpdate(raw)
 		if err != nil {
 			// Telegram sent it, so it is an update type we do not know yet;
 			// skip it rather than stall the bot forever.
 			p.logger.Warn("skip undecodable update", "bot", b.Bot, "err", err)
 			continue
 		}
-		out = append(out, jobs.Update{BotID: b.ID, UpdateID: id, Raw: []byte(raw), Sighting: jobs.SightingOf(u)})
+		out = append(out, jobs.Update{BotID: b.ID, UpdateID: id, Raw: []byte(raw), Sighting: sighting})
 	}
 	return out, nil
 }
