@@ -151,7 +151,8 @@ func (w *UpdateWorker) stats(ctx context.Context) (string, error) {
 	fmt.Fprintf(&sb, "\n<b>Bots</b>: %d", len(w.d.Bots.All()))
 	var files, waiting, failed int64
 	err = w.d.Pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM files),
-		(SELECT count(*) FROM post_sightings WHERE error IS NULL), (SELECT count(*) FROM post_sightings WHERE error IS NOT NULL)`).Scan(&files, &waiting, &failed)
+		(SELECT coalesce(sum(n), 0) FROM sighting_batches) + (SELECT count(*) FROM post_sightings WHERE error IS NULL),
+		(SELECT count(*) FROM post_sightings WHERE error IS NOT NULL)`).Scan(&files, &waiting, &failed)
 	if err != nil {
 		return "", fmt.Errorf("count index: %w", err)
 	}

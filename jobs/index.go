@@ -198,9 +198,10 @@ const sqlDrainQueued = `
 SELECT EXISTS (SELECT 1 FROM river_job WHERE kind = 'index_drain'
                AND state IN ('available', 'pending', 'running', 'retryable', 'scheduled'))`
 
-// IndexDrainArgs indexes every sighting in post_sightings, in rounds of
-// many posts and bots: one transaction, four statements and one reply job
-// per round instead of per post.
+// IndexDrainArgs indexes every sighting waiting (sighting_batches, and
+// post_sightings rows from before it), in rounds of many posts and bots:
+// one transaction, four statements and one reply job per round instead of
+// per post.
 type IndexDrainArgs struct{}
 
 // Kind names the job.
@@ -209,7 +210,7 @@ func (IndexDrainArgs) Kind() string { return "index_drain" }
 // InsertOpts: the index queue.
 func (IndexDrainArgs) InsertOpts() river.InsertOpts { return river.InsertOpts{Queue: QueueIndex} }
 
-// IndexDrainWorker drains post_sightings.
+// IndexDrainWorker drains sighting_batches (and post_sightings).
 type IndexDrainWorker struct {
 	river.WorkerDefaults[IndexDrainArgs]
 	d *Deps
@@ -251,10 +252,11 @@ func (w *IndexDrainWorker) Work(ctx context.Context, job *river.Job[IndexDrainAr
 			if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, SightingsLockKey); err != nil {
 				return fmt.Errorf("lock sightings: %w", err)
 			}
-			var one int
-			err := tx.QueryRow(ctx, `SELECT 1 FROM post_sightings WHERE error IS NULL LIMIT 1 FOR UPDATE SKIP LOCKED`).Scan(&one)
-			if err == nil || !errors.Is(err, pgx.ErrNoRows) {
-				return err // a sighting arrived: go round again
+			var left bool
+			if err := tx.QueryRow(ctx, `SELECT
+				EXISTS (SELECT FROM sighting_batches LIMIT 1 FOR UPDATE SKIP LOCKED) OR
+				EXISTS (SELECT FROM post_sightings WHERE error IS NULL LIMIT 1 FOR UPDATE SKIP LOCKED)`).Scan(&left); err != nil || left {
+				return err // or a sighting arrived: go round again
 			}
 			if _, err := river.JobCompleteTx[*riverpgxv5.Driver](ctx, tx, job); err != nil {
 				return fmt.Errorf("complete index_drain job: %w", err)
@@ -268,8 +270,9 @@ func (w *IndexDrainWorker) Work(ctx context.Context, job *river.Job[IndexDrainAr
 	}
 }
 
-// sighting is one post_sightings row taken by a round: its post, or for a
-// row written before migration 00008, the raw update it came in.
+// sighting is one sighting taken by a round: its post, or for a
+// post_sightings row written before migration 00008, the raw update it
+// came in.
 type sighting struct {
 	chatID, messageID, botID int64
 	post                     index.Post
@@ -284,59 +287,115 @@ func (w *IndexDrainWorker) NextRetry(job *river.Job[IndexDrainArgs]) time.Time {
 	return time.Now().Add(min(d, 10*time.Second))
 }
 
-// round takes up to drainRound sightings and indexes them in the same
-// transaction; it returns how many it took. Sightings are taken in key
-// order: a post's sightings then land in one round, and the scan walks the
-// primary key instead of every dead row a sequential scan would revisit
-// until vacuum. (Under a backlog larger than a round, later chats wait for
-// earlier ones.)
+// round takes up to about drainRound sightings and indexes them in the same
+// transaction; it returns how many it took. It takes the oldest rows of
+// sighting_batches (a commit of the intake each), and only when there are
+// none, post_sightings rows written before migration 00010.
 func (w *IndexDrainWorker) round(ctx context.Context) (int, error) {
 	var taken int
 	err := inTxRetrying(ctx, w.d.Pool, func(tx pgx.Tx) error {
-		rows, err := tx.Query(ctx, `
-			DELETE FROM post_sightings WHERE ctid IN (
-				SELECT ctid FROM post_sightings WHERE error IS NULL ORDER BY chat_id, message_id, bot_id LIMIT $1 FOR UPDATE SKIP LOCKED)
-			RETURNING chat_id, message_id, bot_id, update_json,
-				coalesce(file_unique_id, ''), coalesce(file_id, ''), coalesce(file_type, ''), coalesce(file_name, ''),
-				coalesce(file_size, 0), coalesce(mime_type, ''), coalesce(dc_id, 0), coalesce(caption, ''),
-				coalesce(duration, 0), coalesce(width, 0), coalesce(height, 0)`, drainRound)
-		if err != nil {
-			return fmt.Errorf("take sightings: %w", err)
-		}
-		var posts []index.Post
 		var from []sighting
-		taken = 0
-		for rows.Next() {
-			var s sighting
-			p := &s.post
-			if err := rows.Scan(&s.chatID, &s.messageID, &s.botID, &s.raw,
-				&p.UniqueID, &p.FileID, &p.Type, &p.Name, &p.Size, &p.MimeType, &p.DC, &p.Caption,
-				&p.Duration, &p.Width, &p.Height); err != nil {
-				rows.Close()
-				return fmt.Errorf("read sighting: %w", err)
-			}
-			taken++
+		var err error
+		if from, err = takeBatches(ctx, tx); err == nil && len(from) == 0 {
+			from, err = takeLegacySightings(ctx, tx)
+		}
+		if err != nil {
+			return err
+		}
+		taken = len(from)
+		var posts []index.Post
+		var kept []sighting
+		for _, s := range from {
 			if post, ok := w.postOf(&s); ok {
 				s.post = post
-				posts, from = append(posts, post), append(from, s)
+				posts, kept = append(posts, post), append(kept, s)
 			} else {
 				w.d.Logger.Warn("sighting not indexed: not a file post, or its bot is no longer configured",
 					"chat_id", s.chatID, "message_id", s.messageID, "bot_id", s.botID)
 			}
 		}
-		if err := rows.Err(); err != nil {
-			return fmt.Errorf("take sightings: %w", err)
-		}
 		if len(posts) == 0 {
 			return nil
 		}
-		posts, outs, err := w.indexIsolating(ctx, tx, posts, from)
+		posts, outs, err := w.indexIsolating(ctx, tx, posts, kept)
 		if err != nil {
 			return err
 		}
 		return queueIndexJobs(ctx, tx, river.ClientFromContext[pgx.Tx](ctx), w.d.R2Enabled, posts, outs)
 	})
 	return taken, err
+}
+
+// sqlTakeBatches deletes and returns the oldest sighting_batches rows not
+// locked by another drain, as many as hold fewer than $1 sightings before
+// the last one taken (at least one row, at most 64).
+const sqlTakeBatches = `
+WITH locked AS (
+    SELECT id, n FROM sighting_batches ORDER BY id LIMIT 64 FOR UPDATE SKIP LOCKED
+), taken AS (
+    SELECT id FROM (SELECT id, sum(n) OVER (ORDER BY id) - n AS before FROM locked) l WHERE before < $1
+)
+DELETE FROM sighting_batches b USING taken WHERE b.id = taken.id
+RETURNING b.chat_ids, b.message_ids, b.bot_ids, b.file_unique_ids, b.file_ids, b.file_types, b.file_names,
+          b.file_sizes, b.mime_types, b.dc_ids, b.captions, b.durations, b.widths, b.heights`
+
+// takeBatches takes a round's batches of sightings (see sqlTakeBatches).
+func takeBatches(ctx context.Context, tx pgx.Tx) ([]sighting, error) {
+	rows, err := tx.Query(ctx, sqlTakeBatches, drainRound)
+	if err != nil {
+		return nil, fmt.Errorf("take sighting batches: %w", err)
+	}
+	defer rows.Close()
+	var out []sighting
+	for rows.Next() {
+		var c sightingColumns
+		if err := rows.Scan(&c.chats, &c.msgs, &c.bots, &c.uids, &c.fids, &c.types, &c.names,
+			&c.sizes, &c.mimes, &c.dcs, &c.captions, &c.durations, &c.widths, &c.heights); err != nil {
+			return nil, fmt.Errorf("read sighting batch: %w", err)
+		}
+		for i := range c.chats {
+			out = append(out, sighting{chatID: c.chats[i], messageID: c.msgs[i], botID: c.bots[i], post: index.Post{
+				UniqueID: c.uids[i], FileID: c.fids[i], Type: c.types[i], Name: c.names[i], Size: c.sizes[i],
+				MimeType: c.mimes[i], DC: int(c.dcs[i]), Caption: c.captions[i],
+				Duration: int(c.durations[i]), Width: int(c.widths[i]), Height: int(c.heights[i])}})
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("take sighting batches: %w", err)
+	}
+	return out, nil
+}
+
+// takeLegacySightings takes up to drainRound post_sightings rows not kept
+// aside with an error, in key order: rows the intake wrote one per sighting
+// before migration 00010 (and before 00008, as raw updates).
+func takeLegacySightings(ctx context.Context, tx pgx.Tx) ([]sighting, error) {
+	rows, err := tx.Query(ctx, `
+		DELETE FROM post_sightings WHERE ctid IN (
+			SELECT ctid FROM post_sightings WHERE error IS NULL ORDER BY chat_id, message_id, bot_id LIMIT $1 FOR UPDATE SKIP LOCKED)
+		RETURNING chat_id, message_id, bot_id, update_json,
+			coalesce(file_unique_id, ''), coalesce(file_id, ''), coalesce(file_type, ''), coalesce(file_name, ''),
+			coalesce(file_size, 0), coalesce(mime_type, ''), coalesce(dc_id, 0), coalesce(caption, ''),
+			coalesce(duration, 0), coalesce(width, 0), coalesce(height, 0)`, drainRound)
+	if err != nil {
+		return nil, fmt.Errorf("take sightings: %w", err)
+	}
+	defer rows.Close()
+	var out []sighting
+	for rows.Next() {
+		var s sighting
+		p := &s.post
+		if err := rows.Scan(&s.chatID, &s.messageID, &s.botID, &s.raw,
+			&p.UniqueID, &p.FileID, &p.Type, &p.Name, &p.Size, &p.MimeType, &p.DC, &p.Caption,
+			&p.Duration, &p.Width, &p.Height); err != nil {
+			return nil, fmt.Errorf("read sighting: %w", err)
+		}
+		out = append(out, s)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("take sightings: %w", err)
+	}
+	return out, nil
 }
 
 // indexIsolating indexes posts together; when the data of one of them makes
@@ -365,8 +424,8 @@ func (w *IndexDrainWorker) indexIsolating(ctx context.Context, tx pgx.Tx, posts 
 			w.d.Logger.Error("sighting cannot be indexed; kept in post_sightings with its error",
 				"chat_id", s.chatID, "message_id", s.messageID, "bot_id", s.botID, "err", why)
 			var kept sightingColumns
-			kept.addFailed(s.botID, s.post, &why)
-			if _, err := tx.Exec(ctx, sqlInsertSightings, kept.args()...); err != nil {
+			kept.add(s.botID, s.post)
+			if _, err := tx.Exec(ctx, sqlInsertSightings, append(kept.args(), []*string{&why})...); err != nil {
 				return nil, nil, fmt.Errorf("keep failed sighting %d/%d: %w", s.chatID, s.messageID, err)
 			}
 		default:

@@ -132,6 +132,7 @@ func TestDrainLeavesNoSightingBehind(t *testing.T) {
 		`SELECT count(*) FROM channel_posts WHERE replied_at IS NOT NULL`: posts,
 		`SELECT count(*) FROM file_bot_ids`:                               posts * bots,
 		`SELECT count(*) FROM post_sightings`:                             0,
+		`SELECT count(*) FROM sighting_batches`:                           0,
 		`SELECT count(*) FROM river_job WHERE kind = 'update'`:            0,
 	} {
 		if n := count(t, pool, q); n != want {
@@ -270,9 +271,25 @@ type execer interface {
 	Exec(context.Context, string, ...any) (pgconn.CommandTag, error)
 }
 
-// addSighting writes bot 111's sighting of raw as the intake would, through
-// q (the pool, or a transaction held open).
+// addSighting writes bot 111's sighting of raw as the intake does (a row
+// of sighting_batches), through q (the pool, or a transaction held open).
 func addSighting(t *testing.T, q execer, messageID int64, raw []byte) {
+	t.Helper()
+	p := sightingOf(t, raw).Post
+	if _, err := q.Exec(context.Background(), `
+		INSERT INTO sighting_batches (n, chat_ids, message_ids, bot_ids, file_unique_ids, file_ids, file_types, file_names,
+		                              file_sizes, mime_types, dc_ids, captions, durations, widths, heights)
+		VALUES (1, ARRAY[$1::bigint], ARRAY[$2::bigint], ARRAY[111::bigint], ARRAY[$3], ARRAY[$4], ARRAY[$5], ARRAY[$6],
+		        ARRAY[$7::bigint], ARRAY[$8], ARRAY[$9::int], ARRAY[$10], ARRAY[$11::int], ARRAY[$12::int], ARRAY[$13::int])`,
+		channel, messageID, p.UniqueID, p.FileID, p.Type, p.Name, p.Size, p.MimeType, p.DC, p.Caption,
+		p.Duration, p.Width, p.Height); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// addLegacySighting writes bot 111's sighting of raw as the intake did
+// before migration 00010: a post_sightings row.
+func addLegacySighting(t *testing.T, q execer, messageID int64, raw []byte) {
 	t.Helper()
 	p := sightingOf(t, raw).Post
 	if _, err := q.Exec(context.Background(), `
@@ -338,8 +355,8 @@ func TestDrainWaitsForSightingsInFlight(t *testing.T) {
 	if n := count(t, pool, `SELECT count(*) FROM channel_posts WHERE chat_id = $1 AND message_id = 7`, channel); n != 1 {
 		t.Fatalf("the sighting committed during the drain's last check was not indexed (%d claims)", n)
 	}
-	if n := count(t, pool, `SELECT count(*) FROM post_sightings`); n != 0 {
-		t.Fatalf("%d sightings left", n)
+	if n := count(t, pool, `SELECT count(*) FROM sighting_batches`); n != 0 {
+		t.Fatalf("%d sighting batches left", n)
 	}
 	h.wait(t, "sendMessage", 1)
 }
@@ -367,6 +384,9 @@ func TestDrainKeepsAPoisonedSightingAside(t *testing.T) {
 		switch m {
 		case 3:
 			raw = []byte(strings.Replace(string(raw), "file-3.mkv", "poison.mkv", 1))
+		case 2:
+			addLegacySighting(t, pool, m, raw) // a row from before migration 00010
+			continue
 		case 4:
 			addRawSighting(t, pool, m, raw) // a row from before migration 00008
 			continue
@@ -392,7 +412,7 @@ func TestDrainKeepsAPoisonedSightingAside(t *testing.T) {
 	if n := count(t, pool, `SELECT count(*) FROM post_sightings WHERE message_id = 3 AND error LIKE '%poisoned file%'`); n != 1 {
 		t.Fatalf("poisoned sighting not kept with its error")
 	}
-	if n := count(t, pool, `SELECT count(*) FROM post_sightings`); n != 1 {
+	if n := count(t, pool, `SELECT count(*) FROM post_sightings`); n != 1 || count(t, pool, `SELECT count(*) FROM sighting_batches`) != 0 {
 		t.Fatalf("%d sightings left, want only the poisoned one", n)
 	}
 	// /stats tells the admin.
@@ -455,7 +475,7 @@ func TestDrainSurvivesDatabaseErrors(t *testing.T) {
 	if job, ok := pollJob(t, h.client, res.Job.ID, 10*time.Second, func(j *rivertype.JobRow) bool { return len(j.Errors) > 0 }); !ok {
 		t.Fatalf("drain job %s with no error while the files table is gone", job.State)
 	}
-	if n := count(t, pool, `SELECT count(*) FROM post_sightings WHERE error IS NULL`); n != 3 {
+	if n := count(t, pool, `SELECT coalesce(sum(n), 0) FROM sighting_batches`); n != 3 {
 		t.Fatalf("%d sightings kept through the failure, want 3", n)
 	}
 	if _, err := pool.Exec(ctx, `ALTER TABLE files_gone RENAME TO files`); err != nil {
@@ -465,7 +485,7 @@ func TestDrainSurvivesDatabaseErrors(t *testing.T) {
 	if job := waitJob(t, h.client, res.Job.ID); job.State != rivertype.JobStateCompleted || job.Attempt < 2 {
 		t.Fatalf("drain job %s after %d attempts", job.State, job.Attempt)
 	}
-	if n := count(t, pool, `SELECT count(*) FROM post_sightings`); n != 0 {
-		t.Fatalf("%d sightings left", n)
+	if n := count(t, pool, `SELECT count(*) FROM sighting_batches`); n != 0 {
+		t.Fatalf("%d sighting batches left", n)
 	}
 }

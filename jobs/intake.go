@@ -25,7 +25,7 @@ type Update struct {
 	UpdateID int64
 	Raw      []byte
 	// Sighting is set for a file posted in a channel or group: the intake
-	// records it in post_sightings instead of making an update job.
+	// records it in sighting_batches instead of making an update job.
 	Sighting *Sighting
 }
 
@@ -83,9 +83,10 @@ func WithBatch(max int, window time.Duration) IntakeOption {
 // WithFlushers sets how many transactions may be in flight at once.
 func WithFlushers(n int) IntakeOption { return func(in *Intake) { in.flushers = n } }
 
-// WithSightings records channel-file updates in post_sightings, indexed in
-// large batches by an index_drain job, instead of one update job per
-// update: eleven bots seeing a post then cost eleven rows, not eleven jobs.
+// WithSightings records channel-file updates in sighting_batches, indexed
+// in large batches by an index_drain job, instead of one update job per
+// update: eleven bots seeing a post then cost a share of a row per commit,
+// not eleven jobs.
 func WithSightings(on bool) IntakeOption { return func(in *Intake) { in.sightings = on } }
 
 // WithObserver is called after every commit attempt (metrics).
@@ -193,9 +194,9 @@ func (in *Intake) flushLoop(ctx context.Context, counter int32) {
 }
 
 // commit makes the batch durable in one transaction: each update not seen
-// before becomes a job (received_updates is its re-delivery guard), each
-// channel file a sighting (its key is the guard; the index is idempotent
-// anyway), and the updates newly accepted are added to update_counts.
+// before becomes a job (received_updates is its re-delivery guard), the
+// channel files one row of sightings (a re-delivery is indexed again, which
+// changes nothing), and the updates accepted are added to update_counts.
 func (in *Intake) commit(ctx context.Context, batch []*pending, counter int32) error {
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
@@ -280,9 +281,9 @@ counted AS (
     ON CONFLICT (hour, counter) DO UPDATE SET n = update_counts.n + EXCLUDED.n)
 SELECT bot_id, update_id FROM accepted`
 
-// sqlInsertSightings writes sightings in the column form (see
-// sightingColumns.args); a re-delivered sighting not yet drained is a
-// conflict and adds nothing.
+// sqlInsertSightings writes sightings one row each in post_sightings (see
+// sightingColumns.args), each with its error ($15): what the drain does
+// with a sighting it keeps aside.
 const sqlInsertSightings = `
 INSERT INTO post_sightings (chat_id, message_id, bot_id, file_unique_id, file_id, file_type, file_name,
                             file_size, mime_type, dc_id, caption, duration, width, height, error)
@@ -290,38 +291,37 @@ SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::text[], $5::t
                      $8::bigint[], $9::text[], $10::int[], $11::text[], $12::int[], $13::int[], $14::int[], $15::text[])
 ON CONFLICT DO NOTHING`
 
-// sqlAcceptSightings is sqlInsertSightings for the intake: the sightings
-// it adds are also counted ($16: the flusher's key, as in sqlRecordUpdates).
+// sqlAcceptSightings records the intake's sightings as one row of
+// sighting_batches (migration 00010) and adds them to the flusher's hourly
+// count ($15, as in sqlRecordUpdates).
 const sqlAcceptSightings = `
-WITH accepted AS (` + sqlInsertSightings + `
-    RETURNING 1)
+WITH accepted AS (
+    INSERT INTO sighting_batches (n, chat_ids, message_ids, bot_ids, file_unique_ids, file_ids, file_types, file_names,
+                                  file_sizes, mime_types, dc_ids, captions, durations, widths, heights)
+    VALUES (cardinality($1::bigint[]), $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+    RETURNING n)
 INSERT INTO update_counts (hour, counter, n)
-SELECT date_trunc('hour', now()), $16::int, count(*) FROM accepted HAVING count(*) > 0
+SELECT date_trunc('hour', now()), $15::int, n FROM accepted
 ON CONFLICT (hour, counter) DO UPDATE SET n = update_counts.n + EXCLUDED.n`
 
-// sightingColumns gathers sightings as one array per column, for
-// sqlInsertSightings.
+// sightingColumns gathers sightings as one array per column, in the order
+// of sighting_batches and post_sightings.
 type sightingColumns struct {
 	chats, msgs, bots, sizes        []int64
 	uids, fids, types, names        []string
 	mimes, captions                 []string
 	dcs, durations, widths, heights []int32
-	errs                            []*string
 }
 
-func (c *sightingColumns) add(botID int64, p index.Post) { c.addFailed(botID, p, nil) }
-
-// addFailed adds a sighting kept aside with the error that stops it.
-func (c *sightingColumns) addFailed(botID int64, p index.Post, why *string) {
+func (c *sightingColumns) add(botID int64, p index.Post) {
 	c.chats, c.msgs, c.bots, c.sizes = append(c.chats, p.ChatID), append(c.msgs, p.MessageID), append(c.bots, botID), append(c.sizes, p.Size)
 	c.uids, c.fids, c.types, c.names = append(c.uids, p.UniqueID), append(c.fids, p.FileID), append(c.types, p.Type), append(c.names, p.Name)
 	c.mimes, c.captions = append(c.mimes, p.MimeType), append(c.captions, p.Caption)
 	c.dcs, c.durations = append(c.dcs, int32(p.DC)), append(c.durations, int32(p.Duration))
 	c.widths, c.heights = append(c.widths, int32(p.Width)), append(c.heights, int32(p.Height))
-	c.errs = append(c.errs, why)
 }
 
 func (c *sightingColumns) args() []any {
 	return []any{c.chats, c.msgs, c.bots, c.uids, c.fids, c.types, c.names,
-		c.sizes, c.mimes, c.dcs, c.captions, c.durations, c.widths, c.heights, c.errs}
+		c.sizes, c.mimes, c.dcs, c.captions, c.durations, c.widths, c.heights}
 }

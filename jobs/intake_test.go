@@ -163,10 +163,10 @@ func TestIntakeReportsDatabaseFailure(t *testing.T) {
 }
 
 // TestIntakeRoutesSightingsToTheDrain: eleven bots' updates about one
-// channel post become eleven post_sightings rows, byte for byte, and one
-// index_drain job (a few if commits race), not one per update, whether they
-// arrive together or in separate commits; a re-delivery adds nothing, and a
-// command is still an update job.
+// channel post become eleven sightings, field for field, in a row of
+// sighting_batches per commit, and one index_drain job (a few if commits
+// race), not one per update, whether they arrive together or in separate
+// commits; a command is still an update job.
 func TestIntakeRoutesSightingsToTheDrain(t *testing.T) {
 	pool := dbtest.New(t)
 	d := testDeps(t, pool, "http://127.0.0.1:1", nil)
@@ -200,14 +200,25 @@ func TestIntakeRoutesSightingsToTheDrain(t *testing.T) {
 	if err := in.Submit(context.Background(), jobs.Update{BotID: 1, UpdateID: 101, Raw: raw(101)}); err != nil {
 		t.Fatal(err)
 	}
-	// A re-delivery of a sighting already accepted adds nothing.
+	// A re-delivery is a second copy (indexing it again changes nothing).
 	if err := in.Submit(context.Background(), jobs.Update{BotID: 3, UpdateID: 100, Raw: raw(100), Sighting: post}); err != nil {
 		t.Fatal(err)
 	}
-	if n := count(t, pool, `SELECT count(*) FROM post_sightings WHERE chat_id = -1001 AND message_id = 5 AND update_json IS NULL
+	if n := count(t, pool, `SELECT count(*) FROM sighting_batches b,
+		unnest(b.chat_ids, b.message_ids, b.bot_ids, b.file_unique_ids, b.file_ids, b.file_types, b.file_names,
+		       b.file_sizes, b.mime_types, b.dc_ids, b.captions, b.durations, b.widths, b.heights)
+		       AS s(chat_id, message_id, bot_id, file_unique_id, file_id, file_type, file_name, file_size, mime_type, dc_id, caption, d, w, h)
+		WHERE chat_id = -1001 AND message_id = 5 AND bot_id BETWEEN 1 AND 11
 		AND file_unique_id = 'AgADintake' AND file_id = 'BQACAgQAAxkBAAIB5WMM' AND file_type = 'document' AND file_name = 'a.mkv'
-		AND file_size = 1073741824 AND mime_type = 'video/x-matroska' AND dc_id = 4 AND caption = '' AND error IS NULL`); n != 11 {
-		t.Fatalf("%d sightings", n)
+		AND file_size = 1073741824 AND mime_type = 'video/x-matroska' AND dc_id = 4 AND caption = '' AND d = 0 AND w = 0 AND h = 0`); n != 12 {
+		t.Fatalf("%d sightings, want 11 and the re-delivery", n)
+	}
+	if n := count(t, pool, `SELECT count(DISTINCT bot_id) FROM sighting_batches, unnest(bot_ids) AS bot_id`); n != 11 {
+		t.Fatalf("sightings of %d bots", n)
+	}
+	// Two groups of commits (six, then five), and the re-delivery.
+	if n := count(t, pool, `SELECT count(*) FROM sighting_batches`); n < 3 || n > 12 {
+		t.Fatalf("%d sighting batches", n)
 	}
 	// One job, or one per commit that raced the first (four flushers);
 	// the second group found the first's job waiting and queued none.
@@ -217,12 +228,12 @@ func TestIntakeRoutesSightingsToTheDrain(t *testing.T) {
 	if n := count(t, pool, `SELECT count(*) FROM river_job WHERE kind = 'update'`); n != 1 {
 		t.Fatalf("%d update jobs", n)
 	}
-	// Only the command needs the re-delivery guard; all twelve updates
-	// (not the re-delivery) are counted for /stats.
+	// Only the command needs the re-delivery guard; every update accepted
+	// (the re-delivered sighting too) is counted for /stats.
 	if n := count(t, pool, `SELECT count(*) FROM received_updates`); n != 1 {
 		t.Fatalf("%d received_updates rows, want the command's alone", n)
 	}
-	if n := count(t, pool, `SELECT sum(n) FROM update_counts`); n != 12 {
-		t.Fatalf("%d updates counted, want 12", n)
+	if n := count(t, pool, `SELECT sum(n) FROM update_counts`); n != 13 {
+		t.Fatalf("%d updates counted, want 13", n)
 	}
 }

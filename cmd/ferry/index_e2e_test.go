@@ -152,7 +152,7 @@ func TestIndexElevenBotsOneReplyOneObject(t *testing.T) {
 	if n := iw.query(t, `SELECT count(*) FROM river_job WHERE kind = 'index_drain' AND state <> 'completed'`); n != 0 {
 		t.Fatalf("%d index_drain jobs not completed: %s", n, iw.jobs(t))
 	}
-	if n := iw.query(t, `SELECT count(*) FROM post_sightings`); n != 0 {
+	if n := iw.query(t, `SELECT (SELECT count(*) FROM post_sightings) + (SELECT count(*) FROM sighting_batches)`); n != 0 {
 		t.Fatalf("%d sightings left unindexed", n)
 	}
 }
