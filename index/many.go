@@ -86,10 +86,11 @@ ORDER BY 1
 ON CONFLICT (file_unique_id) DO UPDATE SET gen = EXCLUDED.gen, changed_at = now()
 RETURNING file_unique_id`
 
-// The outcome of every distinct sighting, read back after the writes.
+// The outcome of every distinct (post, file) of the batch, read back after
+// the writes: it is the same for every bot's sighting of them.
 const sqlOutcomesMany = `
-SELECT t.c, t.m, t.s, t.u, ` + fileColumns + `, cp.existing, cp.claimed_by_slot
-FROM (SELECT DISTINCT * FROM unnest($1::bigint[], $2::bigint[], $3::int[], $4::text[]) AS t(c, m, s, u)) t
+SELECT t.c, t.m, t.u, ` + fileColumns + `, cp.existing, cp.claimed_by_slot
+FROM (SELECT DISTINCT * FROM unnest($1::bigint[], $2::bigint[], $3::text[]) AS t(c, m, u)) t
 JOIN files f ON f.file_unique_id = t.u
 JOIN channel_posts cp ON cp.chat_id = t.c AND cp.message_id = t.m`
 
@@ -241,21 +242,20 @@ func (ix *Indexer) IndexMany(ctx context.Context, tx pgx.Tx, posts []Post) ([]Ou
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("index: write %d file_ids: %w", n, err)
 	}
-	type sightingKey struct {
+	type postFile struct {
 		chat, msg int64
-		slot      int
 		uid       string
 	}
-	results := make(map[sightingKey]Outcome, n)
-	rows, err = tx.Query(ctx, sqlOutcomesMany, planned, chats, msgs, slots, uids)
+	results := make(map[postFile]Outcome, len(claims))
+	rows, err = tx.Query(ctx, sqlOutcomesMany, planned, chats, msgs, uids)
 	if err != nil {
 		return nil, fmt.Errorf("index: read %d outcomes: %w", n, err)
 	}
 	for rows.Next() {
-		var k sightingKey
+		var k postFile
 		var o Outcome
 		f := &o.File
-		if err := rows.Scan(&k.chat, &k.msg, &k.slot, &k.uid,
+		if err := rows.Scan(&k.chat, &k.msg, &k.uid,
 			&f.UniqueID, &f.Name, &f.Size, &f.MimeType, &f.Type, &f.DC, &f.Caption,
 			&f.Duration, &f.Width, &f.Height, &f.ChatID, &f.MessageID, &f.Origin, &f.CreatedAt,
 			&o.Existing, &o.ClaimedBySlot); err != nil {
@@ -268,7 +268,7 @@ func (ix *Indexer) IndexMany(ctx context.Context, tx pgx.Tx, posts []Post) ([]Ou
 		return nil, fmt.Errorf("index: read %d outcomes: %w", n, err)
 	}
 	for i, p := range posts {
-		o, ok := results[sightingKey{p.ChatID, p.MessageID, p.Slot, p.UniqueID}]
+		o, ok := results[postFile{p.ChatID, p.MessageID, p.UniqueID}]
 		if !ok {
 			return nil, fmt.Errorf("index: no outcome for slot %d's sighting of %s in post %d/%d", p.Slot, p.UniqueID, p.ChatID, p.MessageID)
 		}
