@@ -111,3 +111,39 @@ func TestBodyErrorFailsCall(t *testing.T) {
 		t.Fatalf("%d requests sent", n)
 	}
 }
+
+// Calls in flight at once reuse their connections afterwards instead of
+// dialing new ones (Go's default keeps two idle per host).
+func TestConnectionsAreReused(t *testing.T) {
+	var mu sync.Mutex
+	conns := map[string]bool{}
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		conns[r.RemoteAddr] = true
+		mu.Unlock()
+		io.WriteString(w, `{"ok":true,"result":{"message_id":7,"date":1,"chat":{"id":-100,"type":"channel"}}}`)
+	}))
+	srv.Start()
+	t.Cleanup(srv.Close)
+	bots, err := New([]config.Bot{{Token: "123:abc", ID: 123, Slot: 1}}, srv.URL, nil, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := bots.ByID(123)
+	for round := 0; round < 5; round++ {
+		var wg sync.WaitGroup
+		for i := 0; i < 8; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if _, err := b.Client.SendMessage(context.Background(), &bot.SendMessageParams{ChatID: -100, Text: "x"}); err != nil {
+					t.Error(err)
+				}
+			}()
+		}
+		wg.Wait()
+	}
+	if n := len(conns); n > 8 {
+		t.Fatalf("%d connections for 40 calls, 8 at a time", n)
+	}
+}

@@ -31,7 +31,13 @@ type Bot struct {
 // must not depend on Telegram being reachable.
 func New(bots []config.Bot, serverURL string, httpClient *http.Client, logger *slog.Logger) (*Bots, error) {
 	if httpClient == nil {
-		httpClient = &http.Client{Timeout: 60 * time.Second}
+		// Every bot talks to the same host. Go's default transport keeps
+		// two idle connections per host, so with more calls in flight than
+		// that (replies go eight at a time) each extra connection was
+		// closed after its call and dialed again, over TLS, for the next.
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.MaxIdleConnsPerHost = 64
+		httpClient = &http.Client{Timeout: 60 * time.Second, Transport: tr}
 	}
 	set := &Bots{byID: make(map[int64]*Bot, len(bots))}
 	for _, cb := range bots {
