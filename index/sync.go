@@ -114,6 +114,23 @@ func (ix *Indexer) SyncR2(ctx context.Context, uniqueID string) error {
 	return err
 }
 
+// HeldByAll returns those of ids that have a file_id in each of slots 1 to
+// slots, read through q (the transaction that wrote them): every configured
+// bot's sighting of them is in, so an R2 write need not wait for more.
+func (ix *Indexer) HeldByAll(ctx context.Context, q pgx.Tx, ids []string, slots int) ([]string, error) {
+	rows, err := q.Query(ctx, `
+		SELECT file_unique_id FROM file_bot_ids WHERE file_unique_id = ANY($1) AND slot BETWEEN 1 AND $2
+		GROUP BY 1 HAVING count(*) = $2`, planned, ids, slots)
+	if err != nil {
+		return nil, fmt.Errorf("index: count file_ids of %d files: %w", len(ids), err)
+	}
+	held, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("index: count file_ids of %d files: %w", len(ids), err)
+	}
+	return held, nil
+}
+
 // SyncFiles is SyncR2 for many files: one query loads them all, up to
 // workers writes run at once (default 8), and one statement marks every
 // file_id written. It returns how many files it wrote and, joined, the

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"html"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -58,12 +59,13 @@ func (a IndexReplyArgs) posts() []ReplyPost {
 // R2SyncArgs writes files' records to R2 (create, or merge new file_ids
 // with compare-and-swap). A new file's object is created by the index
 // transaction that first sees it, with the file_ids of that transaction;
-// each index transaction that records other file_ids queues one job for
-// their files, waiting r2Debounce, so the other bots' sightings of a post
-// usually land first and cost one merge. A job whose files were written
-// meanwhile costs one query, no R2 request. Because the job is committed
-// with the rows it covers, no file_id is ever left without a job that will
-// write it.
+// each index transaction that records other file_ids queues a job for
+// their files. The job waits r2Debounce, so the other bots' sightings of a
+// post usually land first and cost one merge, except for files that every
+// configured bot already holds: no sighting is left to wait for, so they
+// are written at once. A job whose files were written meanwhile costs one
+// query, no R2 request. Because the job is committed with the rows it
+// covers, no file_id is ever left without a job that will write it.
 type R2SyncArgs struct {
 	UniqueIDs []string `json:"unique_ids"`
 	// NotBefore is when the write may start (the debounce). The job itself
@@ -131,7 +133,7 @@ func indexPosts(ctx context.Context, d *Deps, posts []index.Post) error {
 		if err != nil {
 			return err
 		}
-		return queueIndexJobs(ctx, tx, client, d.R2Enabled, posts, outs)
+		return queueIndexJobs(ctx, tx, client, d, posts, outs)
 	})
 }
 
@@ -151,9 +153,10 @@ func inTxRetrying(ctx context.Context, pool *pgxpool.Pool, f func(pgx.Tx) error)
 }
 
 // queueIndexJobs inserts, in the transaction that recorded the sightings,
-// one reply job for the posts it claimed and one R2 job for the files with
-// file_ids not yet in R2.
-func queueIndexJobs(ctx context.Context, tx pgx.Tx, client *river.Client[pgx.Tx], r2Enabled bool, posts []index.Post, outs []index.Outcome) error {
+// one reply job for the posts it claimed and R2 jobs for the files with
+// file_ids not yet in R2: at once for the files that every configured bot
+// now holds, after r2Debounce for the others (see R2SyncArgs).
+func queueIndexJobs(ctx context.Context, tx pgx.Tx, client *river.Client[pgx.Tx], d *Deps, posts []index.Post, outs []index.Outcome) error {
 	var jobs []river.InsertManyParams
 	var replies []ReplyPost
 	var r2IDs []string
@@ -163,7 +166,7 @@ func queueIndexJobs(ctx context.Context, tx pgx.Tx, client *river.Client[pgx.Tx]
 		if out.Reply {
 			replies = append(replies, ReplyPost{PostRef: index.PostRef{ChatID: p.ChatID, MessageID: p.MessageID}, BotID: p.BotID})
 		}
-		if out.NeedR2Write && r2Enabled && !r2[p.UniqueID] {
+		if out.NeedR2Write && d.R2Enabled && !r2[p.UniqueID] {
 			r2[p.UniqueID] = true
 			r2IDs = append(r2IDs, p.UniqueID)
 		}
@@ -172,9 +175,16 @@ func queueIndexJobs(ctx context.Context, tx pgx.Tx, client *river.Client[pgx.Tx]
 		jobs = append(jobs, river.InsertManyParams{Args: IndexReplyArgs{Posts: replies}})
 	}
 	if len(r2IDs) > 0 {
-		// A short delay lets the other bots' sightings of the posts land
-		// first: one create instead of a create and ten merges.
-		jobs = append(jobs, river.InsertManyParams{Args: R2SyncArgs{UniqueIDs: r2IDs, NotBefore: time.Now().Add(r2Debounce)}})
+		held, err := d.Index.HeldByAll(ctx, tx, r2IDs, len(d.Bots.All()))
+		if err != nil {
+			return err
+		}
+		if len(held) > 0 {
+			jobs = append(jobs, river.InsertManyParams{Args: R2SyncArgs{UniqueIDs: held}})
+		}
+		if rest := slices.DeleteFunc(r2IDs, func(id string) bool { return slices.Contains(held, id) }); len(rest) > 0 {
+			jobs = append(jobs, river.InsertManyParams{Args: R2SyncArgs{UniqueIDs: rest, NotBefore: time.Now().Add(r2Debounce)}})
+		}
 	}
 	if len(jobs) == 0 {
 		return nil
@@ -321,7 +331,7 @@ func (w *IndexDrainWorker) round(ctx context.Context) (int, error) {
 		if err != nil {
 			return err
 		}
-		return queueIndexJobs(ctx, tx, river.ClientFromContext[pgx.Tx](ctx), w.d.R2Enabled, posts, outs)
+		return queueIndexJobs(ctx, tx, river.ClientFromContext[pgx.Tx](ctx), w.d, posts, outs)
 	})
 	return taken, err
 }

@@ -20,6 +20,8 @@ import (
 	"github.com/ferry-dev/ferry/db/dbtest"
 	"github.com/ferry-dev/ferry/index"
 	"github.com/ferry-dev/ferry/jobs"
+	"github.com/ferry-dev/ferry/r2"
+	"github.com/ferry-dev/ferry/r2/r2test"
 	"github.com/ferry-dev/ferry/telegramtest"
 )
 
@@ -275,16 +277,7 @@ type execer interface {
 // of sighting_batches), through q (the pool, or a transaction held open).
 func addSighting(t *testing.T, q execer, messageID int64, raw []byte) {
 	t.Helper()
-	p := sightingOf(t, raw).Post
-	if _, err := q.Exec(context.Background(), `
-		INSERT INTO sighting_batches (n, chat_ids, message_ids, bot_ids, file_unique_ids, file_ids, file_types, file_names,
-		                              file_sizes, mime_types, dc_ids, captions, durations, widths, heights)
-		VALUES (1, ARRAY[$1::bigint], ARRAY[$2::bigint], ARRAY[111::bigint], ARRAY[$3], ARRAY[$4], ARRAY[$5], ARRAY[$6],
-		        ARRAY[$7::bigint], ARRAY[$8], ARRAY[$9::int], ARRAY[$10], ARRAY[$11::int], ARRAY[$12::int], ARRAY[$13::int])`,
-		channel, messageID, p.UniqueID, p.FileID, p.Type, p.Name, p.Size, p.MimeType, p.DC, p.Caption,
-		p.Duration, p.Width, p.Height); err != nil {
-		t.Fatal(err)
-	}
+	addSightingBy(t, q, 111, messageID, raw)
 }
 
 // addLegacySighting writes bot 111's sighting of raw as the intake did
@@ -487,5 +480,95 @@ func TestDrainSurvivesDatabaseErrors(t *testing.T) {
 	}
 	if n := count(t, pool, `SELECT count(*) FROM sighting_batches`); n != 0 {
 		t.Fatalf("%d sighting batches left", n)
+	}
+}
+
+// TestR2WriteWaitsOnlyForMissingBots: a file's later file_ids are written
+// to R2 at once when every configured bot now holds it (no sighting is left
+// to wait for), and after the debounce while a bot's sighting may still
+// come.
+func TestR2WriteWaitsOnlyForMissingBots(t *testing.T) {
+	tokens := []string{workerToken, otherToken, "333:AAHeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee"}
+	tg := telegramtest.NewServer(t)
+	for _, tok := range tokens {
+		tg.AddBot(tok)
+	}
+	pool := dbtest.New(t)
+	d := testDeps(t, pool, tg.URL(), map[string]string{"BOT_TOKENS": strings.Join(tokens, ",")})
+	store, err := r2.New(r2test.Fake(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ix, err := index.New(index.Options{Pool: pool, Logger: d.Logger, Check: store, Write: store})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.Index, d.R2Enabled = ix, true
+	client, err := jobs.NewClient(d, jobs.ClientOptions{Work: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if err := client.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer client.Stop(context.Background())
+	drain := func(sightings ...[2]int64) { // (bot id, post = file)
+		t.Helper()
+		for _, s := range sightings {
+			addSightingBy(t, pool, s[0], s[1], channelFileUpdate(s[1], channel, s[1], int(s[0]/111), s[1]))
+		}
+		res, err := client.Insert(ctx, jobs.IndexDrainArgs{}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if job := waitJob(t, client, res.Job.ID); job.State != rivertype.JobStateCompleted {
+			t.Fatalf("drain job %s", job.State)
+		}
+	}
+	// File 1 is created in R2 with b_1's file_id, then the other two bots'
+	// sightings complete it; file 2 lacks bot 333's.
+	drain([2]int64{111, 1}, [2]int64{111, 2})
+	drain([2]int64{222, 1}, [2]int64{333, 1}, [2]int64{222, 2})
+	// The R2 jobs the second round queued: file 1's at once, file 2's
+	// after the debounce.
+	var wait1, wait2 *time.Duration
+	if err := pool.QueryRow(ctx, `SELECT
+		(SELECT (args->>'not_before')::timestamptz - created_at FROM river_job WHERE kind = 'r2_sync' AND args->'unique_ids' ? 'AgADdrain000001'),
+		(SELECT (args->>'not_before')::timestamptz - created_at FROM river_job WHERE kind = 'r2_sync' AND args->'unique_ids' ? 'AgADdrain000002')`).
+		Scan(&wait1, &wait2); err != nil {
+		t.Fatal(err)
+	}
+	if wait1 != nil {
+		t.Fatalf("file 1, held by every bot, waits %v", *wait1)
+	}
+	if wait2 == nil || *wait2 < 1500*time.Millisecond {
+		t.Fatalf("file 2, missing a bot, waits %v", wait2)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		rec1, _, err1 := store.Get(ctx, "AgADdrain000001")
+		rec2, _, err2 := store.Get(ctx, "AgADdrain000002")
+		if err1 == nil && err2 == nil && len(rec1.BotFileIDs) == 3 && len(rec2.BotFileIDs) == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("R2: %+v %v, %+v %v", rec1, err1, rec2, err2)
+		}
+	}
+}
+
+// addSightingBy is addSighting for any bot.
+func addSightingBy(t *testing.T, q execer, botID, messageID int64, raw []byte) {
+	t.Helper()
+	p := sightingOf(t, raw).Post
+	if _, err := q.Exec(context.Background(), `
+		INSERT INTO sighting_batches (n, chat_ids, message_ids, bot_ids, file_unique_ids, file_ids, file_types, file_names,
+		                              file_sizes, mime_types, dc_ids, captions, durations, widths, heights)
+		VALUES (1, ARRAY[$1::bigint], ARRAY[$2::bigint], ARRAY[$14::bigint], ARRAY[$3], ARRAY[$4], ARRAY[$5], ARRAY[$6],
+		        ARRAY[$7::bigint], ARRAY[$8], ARRAY[$9::int], ARRAY[$10], ARRAY[$11::int], ARRAY[$12::int], ARRAY[$13::int])`,
+		channel, messageID, p.UniqueID, p.FileID, p.Type, p.Name, p.Size, p.MimeType, p.DC, p.Caption,
+		p.Duration, p.Width, p.Height, botID); err != nil {
+		t.Fatal(err)
 	}
 }
