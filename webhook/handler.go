@@ -4,9 +4,9 @@ import (
 	"crypto/subtle"
 	"encoding/json"
 
+	"errors"
 	jsonv2 "github.com/go-json-experiment/json"
 	jsonv1 "github.com/go-json-experiment/json/v1"
-	"errors"
 	"io"
 	"log/slog"
 	"net/http"
