@@ -3,15 +3,14 @@ package webhook
 import (
 	"crypto/subtle"
 	"encoding/json"
-
 	"errors"
-	jsonv2 "github.com/go-json-experiment/json"
-	jsonv1 "github.com/go-json-experiment/json/v1"
 	"io"
 	"log/slog"
 	"net/http"
 	"strconv"
 
+	jsonv2 "github.com/go-json-experiment/json"
+	jsonv1 "github.com/go-json-experiment/json/v1"
 	"github.com/go-telegram/bot/models"
 	"github.com/labstack/echo/v4"
 
