@@ -10,25 +10,19 @@
 package r2
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/smithy-go"
-	smithyauth "github.com/aws/smithy-go/auth"
-	smithyendpoints "github.com/aws/smithy-go/endpoints"
 )
 
 // ErrNotFound is returned by Get when the bucket has no object for the id.
@@ -76,7 +70,8 @@ func (o Options) Configured() bool {
 
 // Store reads and writes file records in one bucket folder.
 type Store struct {
-	client        *s3.Client
+	client        *s3.Client    // buckets and deletes
+	obj           *objectClient // the records' GETs and conditional PUTs
 	bucket        string
 	folder        string
 	publicURL     string
@@ -92,7 +87,8 @@ func New(opts Options) (*Store, error) {
 	if endpoint == "" {
 		return nil, errors.New("r2: R2_ENDPOINT or R2_ACCOUNT_ID is required")
 	}
-	if u, err := url.Parse(endpoint); err != nil || u.Scheme == "" || u.Host == "" {
+	base, err := url.Parse(endpoint)
+	if err != nil || base.Scheme == "" || base.Host == "" {
 		return nil, fmt.Errorf("r2: endpoint %q is not an absolute URL", endpoint)
 	}
 	if opts.Bucket == "" {
@@ -113,16 +109,16 @@ func New(opts Options) (*Store, error) {
 		}),
 		RetryMaxAttempts: opts.MaxAttempts,
 	}
-	if opts.HTTPClient != nil {
-		cfg.HTTPClient = opts.HTTPClient
-	} else {
-		// The SDK keeps 10 idle connections per host; the index runs up to
-		// a few dozen requests at once, and each one past the tenth would
-		// dial (and TLS-handshake) a connection only to close it after.
-		cfg.HTTPClient = awshttp.NewBuildableClient().WithTransportOptions(func(tr *http.Transport) {
-			tr.MaxIdleConns, tr.MaxIdleConnsPerHost = 128, 64
-		})
+	hc := opts.HTTPClient
+	if hc == nil {
+		// Go keeps 2 idle connections per host; the index runs up to a few
+		// dozen requests at once, and each one past the second would dial
+		// (and TLS-handshake) a connection only to close it after.
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.MaxIdleConns, tr.MaxIdleConnsPerHost = 128, 64
+		hc = &http.Client{Transport: tr, Timeout: time.Minute}
 	}
+	cfg.HTTPClient = hc
 	client := s3.NewFromConfig(cfg, func(o *s3.Options) {
 		o.BaseEndpoint = aws.String(endpoint)
 		o.UsePathStyle = true
@@ -130,10 +126,6 @@ func New(opts Options) (*Store, error) {
 		// CRC32 trailers; send checksums only where the API requires them.
 		o.RequestChecksumCalculation = aws.RequestChecksumCalculationWhenRequired
 		o.ResponseChecksumValidation = aws.ResponseChecksumValidationWhenRequired
-		// The stock resolver compiles AWS partition regexps on every call
-		// for region "auto" (a tenth of the CPU of an index run); the
-		// endpoint of one bucket never changes, so resolve it once.
-		o.EndpointResolverV2 = &cachedResolver{next: s3.NewDefaultEndpointResolverV2()}
 	})
 	attempts := opts.MaxMergeAttempts
 	if attempts <= 0 {
@@ -141,6 +133,7 @@ func New(opts Options) (*Store, error) {
 	}
 	return &Store{
 		client:        client,
+		obj:           newObjectClient(hc, base, opts.Bucket, key, secret, opts.MaxAttempts),
 		bucket:        opts.Bucket,
 		folder:        folder,
 		publicURL:     strings.TrimRight(opts.PublicURL, "/"),
@@ -174,32 +167,38 @@ func (s *Store) Get(ctx context.Context, uniqueID string) (Record, string, error
 	if err := checkID(uniqueID); err != nil {
 		return Record{}, "", err
 	}
-	out, err := s.client.GetObject(ctx, &s3.GetObjectInput{
-		Bucket: aws.String(s.bucket),
-		Key:    aws.String(s.Key(uniqueID)),
-	})
+	body, etag, err := s.getObject(ctx, uniqueID)
 	if err != nil {
-		if isNotFound(err) {
-			return Record{}, "", ErrNotFound
-		}
-		return Record{}, "", fmt.Errorf("r2: get %s: %w", s.Key(uniqueID), err)
-	}
-	defer out.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(out.Body, 1<<20))
-	if err != nil {
-		return Record{}, "", fmt.Errorf("r2: read %s: %w", s.Key(uniqueID), err)
+		return Record{}, "", err
 	}
 	rec, err := UnmarshalRecord(body)
 	if err != nil {
 		return Record{}, "", fmt.Errorf("r2: %s: %w", s.Key(uniqueID), err)
 	}
-	return rec, aws.ToString(out.ETag), nil
+	return rec, etag, nil
+}
+
+// getObject reads an object's bytes and ETag; a missing one is ErrNotFound.
+func (s *Store) getObject(ctx context.Context, uniqueID string) ([]byte, string, error) {
+	key := s.Key(uniqueID)
+	res, err := s.obj.do(ctx, http.MethodGet, key, nil, nil)
+	switch {
+	case err != nil:
+		return nil, "", fmt.Errorf("r2: get %s: %w", key, err)
+	case res.status == http.StatusOK:
+		return res.body, res.etag, nil
+	}
+	err = statusError(http.MethodGet, key, res)
+	if isNotFound(err) {
+		return nil, "", ErrNotFound
+	}
+	return nil, "", fmt.Errorf("r2: get %s: %w", key, err)
 }
 
 // Create writes a new record only if no object exists for its id
 // (If-None-Match: *). ErrExists means someone else got there first.
 func (s *Store) Create(ctx context.Context, rec Record) error {
-	err := s.put(ctx, rec, func(in *s3.PutObjectInput) { in.IfNoneMatch = aws.String("*") })
+	err := s.put(ctx, rec, http.Header{"If-None-Match": {"*"}})
 	if errors.Is(err, errConflict) {
 		return ErrExists
 	}
@@ -249,7 +248,7 @@ func (s *Store) Merge(ctx context.Context, rec Record) (Record, error) {
 		if etag == "" {
 			return Record{}, fmt.Errorf("r2: merge %s: server returned no ETag; cannot compare-and-swap", rec.UniqueID)
 		}
-		err = s.put(ctx, cur, func(in *s3.PutObjectInput) { in.IfMatch = aws.String(etag) })
+		err = s.put(ctx, cur, http.Header{"If-Match": {etag}})
 		if err == nil {
 			return cur, nil
 		}
@@ -280,22 +279,11 @@ func (s *Store) Delete(ctx context.Context, uniqueID string) error {
 // GetRaw returns an object's exact bytes, for tests and debugging that must
 // see what readers see.
 func (s *Store) GetRaw(ctx context.Context, uniqueID string) ([]byte, error) {
-	out, err := s.client.GetObject(ctx, &s3.GetObjectInput{
-		Bucket: aws.String(s.bucket),
-		Key:    aws.String(s.Key(uniqueID)),
-	})
-	if err != nil {
-		if isNotFound(err) {
-			return nil, ErrNotFound
-		}
-		return nil, fmt.Errorf("r2: get %s: %w", s.Key(uniqueID), err)
+	if err := checkID(uniqueID); err != nil {
+		return nil, err
 	}
-	defer out.Body.Close()
-	b, err := io.ReadAll(out.Body)
-	if err != nil {
-		return nil, fmt.Errorf("r2: read %s: %w", s.Key(uniqueID), err)
-	}
-	return b, nil
+	b, _, err := s.getObject(ctx, uniqueID)
+	return b, err
 }
 
 // CreateBucket makes the store's bucket; for test servers and first-time
@@ -316,7 +304,7 @@ func (s *Store) CreateBucket(ctx context.Context) error {
 	return nil
 }
 
-func (s *Store) put(ctx context.Context, rec Record, cond func(*s3.PutObjectInput)) error {
+func (s *Store) put(ctx context.Context, rec Record, cond http.Header) error {
 	if err := checkID(rec.UniqueID); err != nil {
 		return err
 	}
@@ -324,21 +312,20 @@ func (s *Store) put(ctx context.Context, rec Record, cond func(*s3.PutObjectInpu
 	if err != nil {
 		return fmt.Errorf("r2: %w", err)
 	}
-	in := &s3.PutObjectInput{
-		Bucket:        aws.String(s.bucket),
-		Key:           aws.String(s.Key(rec.UniqueID)),
-		Body:          bytes.NewReader(body),
-		ContentLength: aws.Int64(int64(len(body))),
-		ContentType:   aws.String("application/json"),
+	key := s.Key(rec.UniqueID)
+	cond.Set("Content-Type", "application/json")
+	res, err := s.obj.do(ctx, http.MethodPut, key, body, cond)
+	switch {
+	case err != nil:
+		return fmt.Errorf("r2: put %s: %w", key, err)
+	case res.status == http.StatusOK:
+		return nil
 	}
-	cond(in)
-	if _, err := s.client.PutObject(ctx, in); err != nil {
-		if isPreconditionFailed(err) {
-			return errConflict
-		}
-		return fmt.Errorf("r2: put %s: %w", s.Key(rec.UniqueID), err)
+	if err := statusError(http.MethodPut, key, res); isPreconditionFailed(err) {
+		return errConflict
+	} else {
+		return fmt.Errorf("r2: put %s: %w", key, err)
 	}
-	return nil
 }
 
 // checkID refuses ids that would escape the folder or make odd keys;
@@ -353,48 +340,6 @@ func checkID(id string) error {
 		}
 	}
 	return nil
-}
-
-// cachedResolver memoizes endpoint resolution per bucket and operation
-// shape. The parameters that vary between our calls are the bucket, whether
-// a key is addressed, and the S3 Express control-plane flag; everything else
-// is fixed by the client options.
-type cachedResolver struct {
-	next  s3.EndpointResolverV2
-	cache sync.Map // string -> smithyendpoints.Endpoint
-}
-
-func (r *cachedResolver) ResolveEndpoint(ctx context.Context, p s3.EndpointParameters) (smithyendpoints.Endpoint, error) {
-	k := fmt.Sprintf("%s|%t|%t|%s|%s", aws.ToString(p.Bucket), p.Key != nil, aws.ToBool(p.UseS3ExpressControlEndpoint),
-		aws.ToString(p.Endpoint), aws.ToString(p.Region))
-	if e, ok := r.cache.Load(k); ok {
-		return cloneEndpoint(e.(smithyendpoints.Endpoint)), nil
-	}
-	e, err := r.next.ResolveEndpoint(ctx, p)
-	if err != nil {
-		return e, err
-	}
-	r.cache.Store(k, cloneEndpoint(e))
-	return e, nil
-}
-
-// cloneEndpoint deep-copies what the SDK mutates per request (headers and
-// the auth options' property maps), so one cached endpoint can serve
-// concurrent requests.
-func cloneEndpoint(e smithyendpoints.Endpoint) smithyendpoints.Endpoint {
-	out := smithyendpoints.Endpoint{URI: e.URI, Headers: e.Headers.Clone()}
-	out.Properties.SetAll(&e.Properties)
-	if opts, ok := smithyauth.GetAuthOptions(&e.Properties); ok {
-		cp := make([]*smithyauth.Option, len(opts))
-		for i, o := range opts {
-			n := &smithyauth.Option{SchemeID: o.SchemeID}
-			n.IdentityProperties.SetAll(&o.IdentityProperties)
-			n.SignerProperties.SetAll(&o.SignerProperties)
-			cp[i] = n
-		}
-		smithyauth.SetAuthOptions(&out.Properties, cp)
-	}
-	return out
 }
 
 func statusCode(err error) int {
