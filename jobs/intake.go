@@ -97,7 +97,7 @@ func WithObserver(f func(batch int, took time.Duration, err error)) IntakeOption
 // NewIntake prepares an Intake; call Run to start its flushers. By default
 // two transactions are in flight with a 1 ms window: with four, commits
 // were half the size and the index bench ran at 265–308 posts/s against
-// 322–402 with two (four runs each, alternated); one was slower again.
+// 322–402 with two (four runs each, alternated); with one, at 279–308.
 func NewIntake(pool *pgxpool.Pool, client *river.Client[pgx.Tx], logger *slog.Logger, opts ...IntakeOption) *Intake {
 	in := &Intake{
 		pool: pool, client: client, logger: logger,
