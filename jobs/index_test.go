@@ -54,6 +54,37 @@ func sightingOf(t testing.TB, raw []byte) *jobs.Sighting {
 	return s
 }
 
+// startIndexWorkers runs workers for the bots of tokens on a fresh
+// database, with the index on and R2 in store when it is not nil; they stop
+// when the test ends.
+func startIndexWorkers(t *testing.T, tg *telegramtest.Server, tokens []string, store *r2.Store) (*pgxpool.Pool, *jobs.Deps, *river.Client[pgx.Tx]) {
+	t.Helper()
+	pool := dbtest.New(t)
+	d := testDeps(t, pool, tg.URL(), map[string]string{"BOT_TOKENS": strings.Join(tokens, ",")})
+	opts := index.Options{Pool: pool, Logger: d.Logger}
+	if store != nil {
+		opts.Check, opts.Write, d.R2Enabled = store, store, true
+	}
+	ix, err := index.New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.Index = ix
+	client, err := jobs.NewClient(d, jobs.ClientOptions{Work: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	if err := client.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = client.Stop(context.Background())
+		cancel()
+	})
+	return pool, d, client
+}
+
 // TestDrainLeavesNoSightingBehind: eleven bots' sightings of 60 posts arrive
 // in waves through the intake while workers drain them, so drain jobs keep
 // completing just as new sightings commit. Every post gets exactly one
@@ -68,23 +99,9 @@ func TestDrainLeavesNoSightingBehind(t *testing.T) {
 		tokens = append(tokens, tok)
 		tg.AddBot(tok)
 	}
-	pool := dbtest.New(t)
-	d := testDeps(t, pool, tg.URL(), map[string]string{"BOT_TOKENS": strings.Join(tokens, ",")})
-	ix, err := index.New(index.Options{Pool: pool, Logger: d.Logger})
-	if err != nil {
-		t.Fatal(err)
-	}
-	d.Index = ix
-	client, err := jobs.NewClient(d, jobs.ClientOptions{Work: true})
-	if err != nil {
-		t.Fatal(err)
-	}
+	pool, d, client := startIndexWorkers(t, tg, tokens, nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	if err := client.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	defer client.Stop(context.Background())
 	in := jobs.NewIntake(pool, client, d.Logger, jobs.WithSightings(true))
 	intakeDone := make(chan struct{})
 	go func() { in.Run(ctx); close(intakeDone) }()
@@ -493,27 +510,12 @@ func TestR2WriteWaitsOnlyForMissingBots(t *testing.T) {
 	for _, tok := range tokens {
 		tg.AddBot(tok)
 	}
-	pool := dbtest.New(t)
-	d := testDeps(t, pool, tg.URL(), map[string]string{"BOT_TOKENS": strings.Join(tokens, ",")})
 	store, err := r2.New(r2test.Fake(t))
 	if err != nil {
 		t.Fatal(err)
 	}
-	ix, err := index.New(index.Options{Pool: pool, Logger: d.Logger, Check: store, Write: store})
-	if err != nil {
-		t.Fatal(err)
-	}
-	d.Index, d.R2Enabled = ix, true
-	client, err := jobs.NewClient(d, jobs.ClientOptions{Work: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	if err := client.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	defer client.Stop(context.Background())
+	pool, _, client := startIndexWorkers(t, tg, tokens, store)
+	ctx := context.Background()
 	drain := func(sightings ...[2]int64) { // (bot id, post = file)
 		t.Helper()
 		for _, s := range sightings {
