@@ -147,19 +147,38 @@ func (ix *Indexer) IndexMany(ctx context.Context, tx pgx.Tx, posts []Post) ([]Ou
 		p := posts[i]
 		chats[k], msgs[k], botIDs[k], slots[k], uids[k], fids[k] = p.ChatID, p.MessageID, p.BotID, int32(p.Slot), p.UniqueID, p.FileID
 	}
+	// The statements that want one row per post or per file get their
+	// arrays so: at eleven bots a tenth of the elements to send, parse and
+	// sort. Their SQL still picks as if given every sighting.
+	type postKey struct{ chat, msg int64 }
+	var pChats, pMsgs, pBots []int64
+	var pUIDs []string
+	var pSlots []int32
+	seenPost := make(map[postKey]bool, n)
+	seenFile := make(map[string]bool, n)
+	var distinctUIDs []string
+	for k := range order {
+		if pk := (postKey{chats[k], msgs[k]}); !seenPost[pk] { // its lowest slot: order is by slot within a post
+			seenPost[pk] = true
+			pChats, pMsgs, pUIDs, pSlots, pBots = append(pChats, chats[k]), append(pMsgs, msgs[k]), append(pUIDs, uids[k]), append(pSlots, slots[k]), append(pBots, botIDs[k])
+		}
+		if !seenFile[uids[k]] {
+			seenFile[uids[k]] = true
+			distinctUIDs = append(distinctUIDs, uids[k])
+		}
+	}
 
-	r2s, err := ix.lookUpNewInR2(ctx, tx, posts, order, uids)
+	r2s, err := ix.lookUpNewInR2(ctx, tx, posts, order, distinctUIDs)
 	if err != nil {
 		return nil, err
 	}
 
-	type postKey struct{ chat, msg int64 }
 	type claim struct {
 		slot     int
 		existing bool
 	}
 	claims := map[postKey]claim{}
-	rows, err := tx.Query(ctx, sqlClaimMany, planned, chats, msgs, uids, slots, botIDs)
+	rows, err := tx.Query(ctx, sqlClaimMany, planned, pChats, pMsgs, pUIDs, pSlots, pBots)
 	if err != nil {
 		return nil, fmt.Errorf("index: claim %d sightings' posts: %w", n, err)
 	}
@@ -179,11 +198,12 @@ func (ix *Indexer) IndexMany(ctx context.Context, tx pgx.Tx, posts []Post) ([]Ou
 	// The claimed post's reply belongs to its first sighting from the
 	// claiming slot; that sighting also carries the R2 lookup of a new file.
 	var (
-		fName, fMime, fType, fCaption, fOrigin []string
-		fSize, fChat, fMsg                     []int64
-		fDC, fDur, fW, fH, fPri                []int32
-		newChats, newMsgs                      []int64
+		fUID, fName, fMime, fType, fCaption, fOrigin []string
+		fSize, fChat, fMsg                           []int64
+		fDC, fDur, fW, fH, fPri                      []int32
+		newChats, newMsgs                            []int64
 	)
+	fileAt := make(map[string]int, len(distinctUIDs)) // each file's element in the f arrays
 	owned := map[postKey]bool{}
 	for _, i := range order {
 		p := posts[i]
@@ -211,9 +231,22 @@ func (ix *Indexer) IndexMany(ctx context.Context, tx pgx.Tx, posts []Post) ([]Ou
 				}
 			}
 		}
-		fName, fMime, fType, fCaption, fOrigin = append(fName, p.Name), append(fMime, p.MimeType), append(fType, p.Type), append(fCaption, p.Caption), append(fOrigin, origin)
-		fSize, fChat, fMsg = append(fSize, p.Size), append(fChat, p.ChatID), append(fMsg, p.MessageID)
-		fDC, fDur, fW, fH, fPri = append(fDC, int32(p.DC)), append(fDur, int32(p.Duration)), append(fW, int32(p.Width)), append(fH, int32(p.Height)), append(fPri, pri)
+		// One element per file: the sighting sqlFilesMany would pick, the
+		// least (pri, chat, message); order is by chat and message already.
+		j, seen := fileAt[p.UniqueID]
+		if seen && pri >= fPri[j] {
+			continue
+		}
+		if !seen {
+			j = len(fUID)
+			fileAt[p.UniqueID] = j
+			fUID, fName, fMime, fType, fCaption, fOrigin = append(fUID, ""), append(fName, ""), append(fMime, ""), append(fType, ""), append(fCaption, ""), append(fOrigin, "")
+			fSize, fChat, fMsg = append(fSize, 0), append(fChat, 0), append(fMsg, 0)
+			fDC, fDur, fW, fH, fPri = append(fDC, 0), append(fDur, 0), append(fW, 0), append(fH, 0), append(fPri, 0)
+		}
+		fUID[j], fName[j], fMime[j], fType[j], fCaption[j], fOrigin[j] = p.UniqueID, p.Name, p.MimeType, p.Type, p.Caption, origin
+		fSize[j], fChat[j], fMsg[j] = p.Size, p.ChatID, p.MessageID
+		fDC[j], fDur[j], fW[j], fH[j], fPri[j] = int32(p.DC), int32(p.Duration), int32(p.Width), int32(p.Height), pri
 	}
 
 	var cU, cF []string
@@ -223,7 +256,7 @@ func (ix *Indexer) IndexMany(ctx context.Context, tx pgx.Tx, posts []Post) ([]Ou
 			cU, cS, cF = append(cU, u), append(cS, int32(slot)), append(cF, f)
 		}
 	}
-	if _, err := tx.Exec(ctx, sqlFilesMany, planned, uids, fName, fSize, fMime, fType, fDC, fCaption, fDur, fW, fH, fChat, fMsg, fOrigin, fPri, newChats, newMsgs); err != nil {
+	if _, err := tx.Exec(ctx, sqlFilesMany, planned, fUID, fName, fSize, fMime, fType, fDC, fCaption, fDur, fW, fH, fChat, fMsg, fOrigin, fPri, newChats, newMsgs); err != nil {
 		return nil, fmt.Errorf("index: write %d files: %w", n, err)
 	}
 	marked := map[string]bool{}
@@ -246,8 +279,17 @@ func (ix *Indexer) IndexMany(ctx context.Context, tx pgx.Tx, posts []Post) ([]Ou
 		chat, msg int64
 		uid       string
 	}
-	results := make(map[postFile]Outcome, len(claims))
-	rows, err = tx.Query(ctx, sqlOutcomesMany, planned, chats, msgs, uids)
+	var oChats, oMsgs []int64
+	var oUIDs []string
+	seenPF := make(map[postFile]bool, len(pChats))
+	for k := range order {
+		if pf := (postFile{chats[k], msgs[k], uids[k]}); !seenPF[pf] {
+			seenPF[pf] = true
+			oChats, oMsgs, oUIDs = append(oChats, chats[k]), append(oMsgs, msgs[k]), append(oUIDs, uids[k])
+		}
+	}
+	results := make(map[postFile]Outcome, len(oChats))
+	rows, err = tx.Query(ctx, sqlOutcomesMany, planned, oChats, oMsgs, oUIDs)
 	if err != nil {
 		return nil, fmt.Errorf("index: read %d outcomes: %w", n, err)
 	}
