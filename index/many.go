@@ -151,16 +151,24 @@ func (ix *Indexer) IndexMany(ctx context.Context, tx pgx.Tx, posts []Post) ([]Ou
 	// arrays so: at eleven bots a tenth of the elements to send, parse and
 	// sort. Their SQL still picks as if given every sighting.
 	type postKey struct{ chat, msg int64 }
-	var pChats, pMsgs, pBots []int64
-	var pUIDs []string
+	type postFile struct {
+		chat, msg int64
+		uid       string
+	}
+	var pChats, pMsgs, pBots, oChats, oMsgs []int64
+	var pUIDs, oUIDs, distinctUIDs []string
 	var pSlots []int32
 	seenPost := make(map[postKey]bool, n)
+	seenPF := make(map[postFile]bool, n)
 	seenFile := make(map[string]bool, n)
-	var distinctUIDs []string
 	for k := range order {
 		if pk := (postKey{chats[k], msgs[k]}); !seenPost[pk] { // its lowest slot: order is by slot within a post
 			seenPost[pk] = true
 			pChats, pMsgs, pUIDs, pSlots, pBots = append(pChats, chats[k]), append(pMsgs, msgs[k]), append(pUIDs, uids[k]), append(pSlots, slots[k]), append(pBots, botIDs[k])
+		}
+		if pf := (postFile{chats[k], msgs[k], uids[k]}); !seenPF[pf] {
+			seenPF[pf] = true
+			oChats, oMsgs, oUIDs = append(oChats, chats[k]), append(oMsgs, msgs[k]), append(oUIDs, uids[k])
 		}
 		if !seenFile[uids[k]] {
 			seenFile[uids[k]] = true
@@ -274,19 +282,6 @@ func (ix *Indexer) IndexMany(ctx context.Context, tx pgx.Tx, posts []Post) ([]Ou
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("index: write %d file_ids: %w", n, err)
-	}
-	type postFile struct {
-		chat, msg int64
-		uid       string
-	}
-	var oChats, oMsgs []int64
-	var oUIDs []string
-	seenPF := make(map[postFile]bool, len(pChats))
-	for k := range order {
-		if pf := (postFile{chats[k], msgs[k], uids[k]}); !seenPF[pf] {
-			seenPF[pf] = true
-			oChats, oMsgs, oUIDs = append(oChats, chats[k]), append(oMsgs, msgs[k]), append(oUIDs, uids[k])
-		}
 	}
 	results := make(map[postFile]Outcome, len(oChats))
 	rows, err = tx.Query(ctx, sqlOutcomesMany, planned, oChats, oMsgs, oUIDs)

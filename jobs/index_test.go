@@ -70,19 +70,7 @@ func startIndexWorkers(t *testing.T, tg *telegramtest.Server, tokens []string, s
 		t.Fatal(err)
 	}
 	d.Index = ix
-	client, err := jobs.NewClient(d, jobs.ClientOptions{Work: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	if err := client.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = client.Stop(context.Background())
-		cancel()
-	})
-	return pool, d, client
+	return pool, d, startClient(t, d)
 }
 
 // TestDrainLeavesNoSightingBehind: eleven bots' sightings of 60 posts arrive

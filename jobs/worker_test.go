@@ -50,6 +50,13 @@ func startWorkers(t *testing.T, configure ...func(*jobs.Deps)) *harness {
 	for _, f := range configure {
 		f(d)
 	}
+	return &harness{tg: tg, client: startClient(t, d)}
+}
+
+// startClient starts a River client that works every queue for d; it stops
+// when the test ends.
+func startClient(t *testing.T, d *jobs.Deps) *river.Client[pgx.Tx] {
+	t.Helper()
 	client, err := jobs.NewClient(d, jobs.ClientOptions{Work: true})
 	if err != nil {
 		t.Fatal(err)
@@ -64,7 +71,7 @@ func startWorkers(t *testing.T, configure ...func(*jobs.Deps)) *harness {
 		_ = client.Stop(sctx)
 		cancel()
 	})
-	return &harness{tg: tg, client: client}
+	return client
 }
 
 func (h *harness) deliver(t *testing.T, u models.Update) {

@@ -321,11 +321,11 @@ func (s *Store) put(ctx context.Context, rec Record, cond http.Header) error {
 	case res.status == http.StatusOK:
 		return nil
 	}
-	if err := statusError(http.MethodPut, key, res); isPreconditionFailed(err) {
+	err = statusError(http.MethodPut, key, res)
+	if isPreconditionFailed(err) {
 		return errConflict
-	} else {
-		return fmt.Errorf("r2: put %s: %w", key, err)
 	}
+	return fmt.Errorf("r2: put %s: %w", key, err)
 }
 
 // checkID refuses ids that would escape the folder or make odd keys;
