@@ -1,139 +1,235 @@
-// Package db opens ferry's Postgres pool and keeps its schema current: our
-// own tables through goose (package migrations) and River's through
-// rivermigrate, both run by `ferry migrate` and at start-up of `serve`.
+// Package db is the layer that remembers: one interface for every statement
+// ferry runs, with its parameter and result types and its error classes. It
+// holds no SQL. A driver (package dbpg for Postgres) implements it, and a
+// conformance suite (package drivertest) checks that every driver does the
+// same thing, the shape River gives its own drivers (riverdriver,
+// riverpgxv5, riverdrivertest).
+//
+// Methods are named after the table they act on and what they do to it
+// (PostClaimMany claims channel_posts rows). Methods that take many rows take
+// them as columns, one slice per field: the index and the intake build them
+// so, and a Postgres driver sends each as one array.
 package db
 
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/jackc/pgx/v5/stdlib"
-	"github.com/pressly/goose/v3"
-	"github.com/pressly/goose/v3/lock"
-	"github.com/riverqueue/river/riverdriver/riverpgxv5"
-	"github.com/riverqueue/river/rivermigrate"
-
-	"github.com/ferry-dev/ferry/migrations"
+	"github.com/riverqueue/river"
 )
 
-// Open connects a pool and checks the connection, so a wrong DATABASE_URL
-// fails at start-up rather than on the first webhook.
-func Open(ctx context.Context, url string) (*pgxpool.Pool, error) {
-	cfg, err := pgxpool.ParseConfig(url)
-	if err != nil {
-		// pgx errors can echo the URL, password included: keep it out.
-		return nil, errors.New("parse DATABASE_URL: invalid connection string")
-	}
-	if cfg.MaxConns < 16 {
-		cfg.MaxConns = 16
-	}
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
-	if err != nil {
-		return nil, fmt.Errorf("open database: %w", err)
-	}
-	pingCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	if err := pool.Ping(pingCtx); err != nil {
-		pool.Close()
-		return nil, fmt.Errorf("connect to database %s@%s/%s: %w", cfg.ConnConfig.User, cfg.ConnConfig.Host, cfg.ConnConfig.Database, err)
-	}
-	return pool, nil
+// Driver is a database: an Executor outside any transaction (each call is
+// its own), transactions, the schema, and the River client that keeps its
+// jobs in the same database.
+type Driver interface {
+	Executor
+	// Begin starts a transaction; Commit or Rollback ends it.
+	Begin(ctx context.Context) (Tx, error)
+	// NewRiver builds the River client on this database.
+	NewRiver(cfg *river.Config) (River, error)
+	// Migrate brings River's schema and ferry's up to date.
+	Migrate(ctx context.Context, logger *slog.Logger) error
+	// Current fails when a migration of either schema is pending.
+	Current(ctx context.Context) error
+	// Ping checks the database answers.
+	Ping(ctx context.Context) error
+	// Name is the dialect ("postgres").
+	Name() string
+	Close()
 }
 
-// Migrate applies River's migrations and then ours. Concurrent callers (several
-// machines starting at once) serialise on a Postgres advisory lock.
-func Migrate(ctx context.Context, pool *pgxpool.Pool, logger *slog.Logger) error {
-	rm, err := rivermigrate.New(riverpgxv5.New(pool), &rivermigrate.Config{Logger: quiet(logger)})
-	if err != nil {
-		return fmt.Errorf("river migrator: %w", err)
-	}
-	// River's migrations have no lock of their own; take ours around them.
-	conn, err := pool.Acquire(ctx)
-	if err != nil {
-		return fmt.Errorf("acquire connection for migrations: %w", err)
-	}
-	defer conn.Release()
-	if _, err := conn.Exec(ctx, "SELECT pg_advisory_lock($1)", riverMigrateLockID); err != nil {
-		return fmt.Errorf("lock river migrations: %w", err)
-	}
-	_, err = rm.Migrate(ctx, rivermigrate.DirectionUp, nil)
-	_, unlockErr := conn.Exec(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock($1)", riverMigrateLockID)
-	if err != nil {
-		return fmt.Errorf("river migrations: %w", err)
-	}
-	if unlockErr != nil {
-		return fmt.Errorf("unlock river migrations: %w", unlockErr)
-	}
+// Tx is a transaction. It runs the same operations as the Driver, and
+// carries the driver's own transaction so River can insert and complete
+// jobs in it (River.InsertManyTx, River.JobCompleteTx).
+type Tx interface {
+	Executor
+	Commit(ctx context.Context) error
+	Rollback(ctx context.Context) error
+	// Savepoint runs f in a nested transaction, rolled back when f fails
+	// (the outer one goes on).
+	Savepoint(ctx context.Context, f func(Tx) error) error
+	// RiverTx is the driver's transaction as its River driver takes it
+	// (pgx.Tx for Postgres).
+	RiverTx() any
+}
 
-	p, closeP, err := provider(pool)
+// Executor is every operation ferry asks of its database.
+type Executor interface {
+	// UpdateAcceptMany makes a commit of the intake durable: the updates
+	// that become jobs in received_updates (their re-delivery guard), the
+	// channel-file sightings as one sighting_batches row (under the
+	// sightings lock, shared), and the count of both in update_counts.
+	UpdateAcceptMany(ctx context.Context, p *UpdateAcceptManyParams) (*UpdateAcceptManyResult, error)
+
+	// SightingBatchTake deletes and returns the oldest sighting batches no
+	// other drain has locked, as many as hold fewer than maxSightings
+	// sightings before the last one taken (at least one batch). The
+	// sightings come in arrival order, with ChatID, MessageID and BotID
+	// set and Slot 0.
+	SightingBatchTake(ctx context.Context, maxSightings int) ([]Post, error)
+	// SightingBatchLockEmpty takes the sightings lock exclusively until the
+	// transaction ends (the intake holds it shared while it adds batches)
+	// and reports whether no batch is left that another drain has not
+	// locked.
+	SightingBatchLockEmpty(ctx context.Context) (bool, error)
+	// SightingFailureInsert keeps sightings the index refused, with why.
+	SightingFailureInsert(ctx context.Context, fs []SightingFailure) error
+	// SightingFailureList lists kept sightings, oldest first.
+	SightingFailureList(ctx context.Context, limit int) ([]SightingFailure, error)
+	// SightingFailureRequeue moves every kept sighting back into one
+	// sighting batch for the drain to try again; it returns how many.
+	SightingFailureRequeue(ctx context.Context) (int, error)
+
+	// FileLockNew takes, until the transaction ends, the lock that a batch
+	// holds while it creates R2 objects for files the database lacks.
+	FileLockNew(ctx context.Context) error
+	// FileUnknownMany returns those of uniqueIDs with no files row.
+	FileUnknownMany(ctx context.Context, uniqueIDs []string) ([]string, error)
+	// PostClaimMany inserts one channel_posts claim per post, from the
+	// lowest slot given for it; a post already claimed is left alone (and
+	// waited for while its claim is not committed). Existing is set for
+	// a file the database already has. It returns the claims it made.
+	PostClaimMany(ctx context.Context, p *PostClaimManyParams) ([]PostClaim, error)
+	// FileInsertMany inserts the files rows the database lacks, then
+	// settles Existing for the posts claimed as new (NewChatID/NewMessageID):
+	// false only for a file's first post when this call created its row
+	// from a local sighting (origin "local").
+	FileInsertMany(ctx context.Context, p *FileInsertManyParams) error
+	// FileBotIDUpsertMany writes each (file, slot)'s file_id, the latest
+	// post's when a slot appears twice. A changed file_id marks its file in
+	// r2_pending with a new generation, unless it is one of the Created
+	// file_ids (already in the object the caller created). It returns the
+	// files marked.
+	FileBotIDUpsertMany(ctx context.Context, p *FileBotIDUpsertManyParams) ([]string, error)
+	// PostOutcomeMany reads each (post, file)'s file row and claim (with
+	// its reply, once sent), in no particular order; pairs with no claim or
+	// file are left out.
+	PostOutcomeMany(ctx context.Context, p *PostOutcomeManyParams) ([]PostOutcome, error)
+	// PostPendingReplyMany reads the claims of posts whose reply is not yet
+	// recorded, in (chat, message) order; others are left out.
+	PostPendingReplyMany(ctx context.Context, posts []PostRef) ([]PostOutcome, error)
+	// PostMarkRepliedMany records replies sent and returns the posts it
+	// marked (a post marked before is left out). Outside a transaction the
+	// commit need not wait for the disk: a lost mark repeats one reply.
+	PostMarkRepliedMany(ctx context.Context, sent []PostReplied) ([]PostRef, error)
+
+	// FileGet reads one file; ErrNotFound when there is none.
+	FileGet(ctx context.Context, uniqueID string) (File, error)
+	// FileFind pages through files whose lower-cased name contains every
+	// one of p.Words (already lower-cased), newest first, with the total.
+	FileFind(ctx context.Context, p *FileFindParams) ([]File, int, error)
+	// FileHeldByAll returns those of uniqueIDs that have a file_id in each
+	// of slots 1 to slots.
+	FileHeldByAll(ctx context.Context, uniqueIDs []string, slots int) ([]string, error)
+	// FileSyncGetMany reads, in one snapshot, each file with its file_ids
+	// by slot and its r2_pending generation (0 when none); files without
+	// file_ids are left out.
+	FileSyncGetMany(ctx context.Context, uniqueIDs []string) ([]FileSync, error)
+	// FileListAfter lists file ids after after, in order.
+	FileListAfter(ctx context.Context, after string, limit int) ([]string, error)
+	// R2PendingListAfter lists files marked for R2 longer than olderThan
+	// ago, after after, in order.
+	R2PendingListAfter(ctx context.Context, olderThan time.Duration, after string, limit int) ([]string, error)
+	// R2PendingDeleteMany clears the marks of files written to R2 whose
+	// generation is still the one read before the write. Outside a
+	// transaction the commit need not wait for the disk.
+	R2PendingDeleteMany(ctx context.Context, written []R2Written) error
+
+	// HolderList lists the bots holding a file_id for a file, best first:
+	// not in flood wait, then fewest send leases younger than lease, then
+	// least recently used, then slot.
+	HolderList(ctx context.Context, uniqueID string, lease time.Duration) ([]Holder, error)
+	// BotSendLease records a send starting (bot_sends, bot_load.last_used_at),
+	// drops the bot's leases older than lease, and returns the new lease.
+	BotSendLease(ctx context.Context, botID int64, lease time.Duration) (int64, error)
+	// BotSendRelease ends a lease and counts the send's result.
+	BotSendRelease(ctx context.Context, p *BotSendReleaseParams) error
+	// BotLoadList reads every bot's send counters, in bot id order.
+	BotLoadList(ctx context.Context) ([]BotLoad, error)
+
+	// StatsCount counts what /stats shows of ferry's own tables.
+	StatsCount(ctx context.Context) (Stats, error)
+
+	// UploadStateGet reads an upload's resume state; ErrNotFound when none.
+	UploadStateGet(ctx context.Context, key string) (UploadState, error)
+	// UploadStateBegin records a fresh attempt (st's file id, no parts
+	// acked), keeping a random_id chosen before; it returns the attempt's
+	// start and that random_id (0 when none).
+	UploadStateBegin(ctx context.Context, st *UploadState) (time.Time, int64, error)
+	// UploadStateSaveAcked overwrites the acked parts of the attempt with
+	// fileID. Outside a transaction the commit need not wait for the disk.
+	UploadStateSaveAcked(ctx context.Context, key string, fileID int64, acked []byte, count int) error
+	// UploadStateEnsureRandomID stores randomID for key unless one is
+	// stored (creating a row that only carries the post when key has none),
+	// and returns the one stored.
+	UploadStateEnsureRandomID(ctx context.Context, key string, randomID int64) (int64, error)
+	// UploadStateMarkSent records the channel message of key's post.
+	UploadStateMarkSent(ctx context.Context, key string, messageID int) error
+	// UploadStateInvalidate makes key's next attempt start over.
+	UploadStateInvalidate(ctx context.Context, key string) error
+	// UploadStateDelete forgets key.
+	UploadStateDelete(ctx context.Context, key string) error
+
+	// SessionGet reads a bot's sealed MTProto session; ErrNotFound when none.
+	SessionGet(ctx context.Context, botID int64) (Session, error)
+	// SessionSave upserts a bot's sealed MTProto session.
+	SessionSave(ctx context.Context, s Session) error
+}
+
+// ErrNotFound is returned (wrapped) for a row that does not exist.
+var ErrNotFound = errors.New("db: not found")
+
+// sqlStater is the SQLSTATE of a database error (pgconn.PgError has it; the
+// SQLite driver gives its errors one).
+type sqlStater interface{ SQLState() string }
+
+func sqlState(err error) string {
+	var s sqlStater
+	if errors.As(err, &s) {
+		return s.SQLState()
+	}
+	return ""
+}
+
+// IsRetryable tells an error that running the same transaction again is
+// expected to cure: a deadlock or serialization failure (SQLSTATE 40P01,
+// 40001).
+func IsRetryable(err error) bool {
+	s := sqlState(err)
+	return s == "40001" || s == "40P01"
+}
+
+// IsDataError tells an error caused by the data given: a value or a row the
+// database refuses (SQLSTATE classes 22 and 23). The same data fails the
+// same way on every retry.
+func IsDataError(err error) bool {
+	s := sqlState(err)
+	return len(s) == 5 && (s[:2] == "22" || s[:2] == "23")
+}
+
+// WithTx runs f in a transaction and commits it, and runs it again (up to
+// five times in all) when the database aborts it for a deadlock or a
+// serialization conflict.
+func WithTx(ctx context.Context, d Driver, f func(Tx) error) error {
+	var err error
+	for range 5 {
+		if err = withTx(ctx, d, f); !IsRetryable(err) {
+			return err
+		}
+	}
+	return err
+}
+
+func withTx(ctx context.Context, d Driver, f func(Tx) error) error {
+	tx, err := d.Begin(ctx)
 	if err != nil {
 		return err
 	}
-	defer closeP()
-	results, err := p.Up(ctx)
-	if err != nil {
-		return fmt.Errorf("ferry migrations: %w", err)
-	}
-	for _, r := range results {
-		logger.Info("migration applied", "version", r.Source.Version, "file", r.Source.Path, "took", r.Duration)
-	}
-	return nil
-}
-
-// Current reports whether both River's and our migrations are fully applied;
-// /readyz uses it so a machine never takes traffic on an old schema.
-func Current(ctx context.Context, pool *pgxpool.Pool) error {
-	rm, err := rivermigrate.New(riverpgxv5.New(pool), &rivermigrate.Config{Logger: quiet(nil)})
-	if err != nil {
-		return fmt.Errorf("river migrator: %w", err)
-	}
-	vr, err := rm.Validate(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("validate river migrations: %w", err)
-	}
-	if !vr.OK {
-		return fmt.Errorf("river migrations pending: %v", vr.Messages)
-	}
-	p, closeP, err := provider(pool)
-	if err != nil {
+	defer tx.Rollback(context.WithoutCancel(ctx))
+	if err := f(tx); err != nil {
 		return err
 	}
-	defer closeP()
-	pending, err := p.HasPending(ctx)
-	if err != nil {
-		return fmt.Errorf("check ferry migrations: %w", err)
-	}
-	if pending {
-		return errors.New("ferry migrations pending: run `ferry migrate`")
-	}
-	return nil
-}
-
-// riverMigrateLockID is an arbitrary advisory lock key ("ferryriv").
-const riverMigrateLockID = 0x6665727279726976
-
-func provider(pool *pgxpool.Pool) (*goose.Provider, func(), error) {
-	sqlDB := stdlib.OpenDBFromPool(pool)
-	locker, err := lock.NewPostgresSessionLocker()
-	if err != nil {
-		sqlDB.Close()
-		return nil, nil, fmt.Errorf("goose locker: %w", err)
-	}
-	p, err := goose.NewProvider(goose.DialectPostgres, sqlDB, migrations.FS, goose.WithSessionLocker(locker))
-	if err != nil {
-		sqlDB.Close()
-		return nil, nil, fmt.Errorf("goose provider: %w", err)
-	}
-	return p, func() { _ = p.Close() }, nil
-}
-
-func quiet(l *slog.Logger) *slog.Logger {
-	if l == nil {
-		return slog.New(slog.DiscardHandler)
-	}
-	return l
+	return tx.Commit(ctx)
 }

@@ -10,9 +10,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/ferry-dev/ferry/db"
+	"github.com/ferry-dev/ferry/db/dbpg"
 	"github.com/ferry-dev/ferry/db/dbtest"
 	"github.com/ferry-dev/ferry/index"
 	"github.com/ferry-dev/ferry/r2"
@@ -78,9 +79,10 @@ func benchIndex(b *testing.B, batch int) {
 		b.Fatal(err)
 	}
 	defer pool.Close()
-	ix := newIndexer(b, pool, store)
+	d := dbpg.New(pool)
+	ix := newIndexer(b, d, store)
 	if os.Getenv("FERRY_BENCH_NO_R2") == "1" {
-		ix = newIndexer(b, pool, nil) // diagnosis: the database part alone
+		ix = newIndexer(b, d, nil) // diagnosis: the database part alone
 	}
 
 	// Prepare every sighting's Post up front (file_id encoding is not what
@@ -130,7 +132,7 @@ func benchIndex(b *testing.B, batch int) {
 					for k, j := range js {
 						posts[k] = j.p
 					}
-					err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+					err = db.WithTx(ctx, d, func(tx db.Tx) error {
 						var err error
 						outs, err = ix.IndexMany(ctx, tx, posts)
 						return err

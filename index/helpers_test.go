@@ -7,8 +7,8 @@ import (
 	"testing"
 
 	"github.com/gotd/td/fileid"
-	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/ferry-dev/ferry/db"
 	"github.com/ferry-dev/ferry/index"
 	"github.com/ferry-dev/ferry/r2"
 )
@@ -48,9 +48,9 @@ func botFileID(t testing.TB, base string, slot int) string {
 	return s
 }
 
-func newIndexer(t testing.TB, pool *pgxpool.Pool, store *r2.Store) *index.Indexer {
+func newIndexer(t testing.TB, d db.Driver, store *r2.Store) *index.Indexer {
 	t.Helper()
-	opts := index.Options{Pool: pool, PublicURL: "https://ferry.example/", Logger: slog.New(slog.DiscardHandler)}
+	opts := index.Options{DB: d, PublicURL: "https://ferry.example/", Logger: slog.New(slog.DiscardHandler)}
 	if store != nil {
 		opts.Check, opts.Write = store, store
 	}
@@ -80,35 +80,58 @@ func moviePost(t testing.TB, slot int, uniqueID string, chat, msg int64) index.P
 	}
 }
 
-func count(t testing.TB, pool *pgxpool.Pool, sql string, args ...any) int {
+// dbFileIDs is each bot's file_id for a file as the database has it, by
+// R2 slot key.
+func dbFileIDs(t testing.TB, d db.Driver, uniqueID string) map[string]string {
 	t.Helper()
-	var n int
-	if err := pool.QueryRow(context.Background(), sql, args...).Scan(&n); err != nil {
-		t.Fatalf("%s: %v", sql, err)
+	m := map[string]string{}
+	for slot, id := range fileSync(t, d, uniqueID).FileIDs {
+		m[r2.SlotKey(slot)] = id
 	}
-	return n
+	return m
 }
 
-func dbFileIDs(t testing.TB, pool *pgxpool.Pool, uniqueID string) map[string]string {
+// fileSync reads a file as an R2 write would (zero when it has no file_ids).
+func fileSync(t testing.TB, d db.Driver, uniqueID string) db.FileSync {
 	t.Helper()
-	rows, err := pool.Query(context.Background(), `SELECT slot, file_id FROM file_bot_ids WHERE file_unique_id = $1`, uniqueID)
+	fs, err := d.FileSyncGetMany(context.Background(), []string{uniqueID})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer rows.Close()
-	m := map[string]string{}
-	for rows.Next() {
-		var slot int
-		var id string
-		if err := rows.Scan(&slot, &id); err != nil {
-			t.Fatal(err)
-		}
-		m[r2.SlotKey(slot)] = id
+	if len(fs) == 0 {
+		return db.FileSync{}
 	}
-	if err := rows.Err(); err != nil {
+	return fs[0]
+}
+
+// pendingR2 tells whether a file is marked for an R2 write.
+func pendingR2(t testing.TB, d db.Driver, uniqueID string) bool {
+	t.Helper()
+	return fileSync(t, d, uniqueID).Gen != 0
+}
+
+// outcomeOf reads a post's claim of a file; ok is false when there is none.
+func outcomeOf(t testing.TB, d db.Driver, chat, msg int64, uniqueID string) (db.PostOutcome, bool) {
+	t.Helper()
+	outs, err := d.PostOutcomeMany(context.Background(), &db.PostOutcomeManyParams{
+		ChatID: []int64{chat}, MessageID: []int64{msg}, UniqueID: []string{uniqueID}})
+	if err != nil {
 		t.Fatal(err)
 	}
-	return m
+	if len(outs) == 0 {
+		return db.PostOutcome{}, false
+	}
+	return outs[0], true
+}
+
+// fileCount is how many files the database has.
+func fileCount(t testing.TB, d db.Driver) int64 {
+	t.Helper()
+	s, err := d.StatsCount(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s.Files
 }
 
 func sameMap(a, b map[string]string) error {

@@ -1,27 +1,23 @@
 // Package index is ferry's channel file index and dedupe engine: every file
 // posted where one of the bots is admin is recorded once per file (keyed by
 // Telegram's file_unique_id) with each bot's own file_id, decided "new" or
-// "already exists" against Postgres and the shared R2 bucket, answered
+// "already exists" against the database and the shared R2 bucket, answered
 // exactly once per post however many bots see it, and mirrored to R2 in the
 // seed's JSON format by a separate, retryable step (SyncR2).
 //
-// Postgres is the source of truth. The engine does no Bot API calls and
+// The database is the source of truth. The engine does no Bot API calls and
 // inserts no jobs: Index runs inside the caller's transaction so the caller
 // can commit its reply job and R2 job atomically with the rows.
 package index
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
-	"slices"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
-
+	"github.com/ferry-dev/ferry/db"
 	"github.com/ferry-dev/ferry/r2"
 )
 
@@ -38,11 +34,11 @@ type Writer interface {
 	Merge(ctx context.Context, rec r2.Record) (r2.Record, error)
 }
 
-// Options configures an Indexer. Only Pool is required: without Checker the
+// Options configures an Indexer. Only DB is required: without Checker the
 // dedupe uses the database alone, and without Writer SyncR2 fails (so a job
 // that calls it retries until R2 is configured).
 type Options struct {
-	Pool   *pgxpool.Pool
+	DB     db.Driver
 	Check  Checker // usually the *r2.Store; nil when R2 is not configured
 	Write  Writer  // usually the same *r2.Store
 	Logger *slog.Logger
@@ -60,7 +56,7 @@ type Options struct {
 
 // Indexer is the engine. It is safe for concurrent use.
 type Indexer struct {
-	pool         *pgxpool.Pool
+	db           db.Driver
 	check        Checker
 	write        Writer
 	log          *slog.Logger
@@ -71,8 +67,8 @@ type Indexer struct {
 
 // New builds an Indexer.
 func New(opts Options) (*Indexer, error) {
-	if opts.Pool == nil {
-		return nil, errors.New("index: a database pool is required")
+	if opts.DB == nil {
+		return nil, errors.New("index: a database is required")
 	}
 	log := opts.Logger
 	if log == nil {
@@ -83,7 +79,7 @@ func New(opts Options) (*Indexer, error) {
 		ct = 3 * time.Second
 	}
 	return &Indexer{
-		pool:         opts.Pool,
+		db:           opts.DB,
 		check:        opts.Check,
 		write:        opts.Write,
 		log:          log,
@@ -93,23 +89,8 @@ func New(opts Options) (*Indexer, error) {
 	}, nil
 }
 
-// File is a row of the files table: the file's metadata as first seen.
-type File struct {
-	UniqueID  string
-	Name      string
-	Size      int64
-	MimeType  string
-	Type      string
-	DC        int
-	Caption   string
-	Duration  int
-	Width     int
-	Height    int
-	ChatID    int64 // first post's chat
-	MessageID int64 // first post's message
-	Origin    string
-	CreatedAt time.Time
-}
+// File is a file's row: its metadata as first seen.
+type File = db.File
 
 // Outcome is what Index decided for one bot's sighting of a post.
 type Outcome struct {
@@ -155,16 +136,12 @@ func validPost(p Post) error {
 	return nil
 }
 
-const fileColumns = `f.file_unique_id, f.file_name, f.file_size, f.mime_type, f.file_type, f.dc_id, f.caption,
-       coalesce(f.duration, 0), coalesce(f.width, 0), coalesce(f.height, 0),
-       f.first_chat_id, f.first_message_id, f.origin, f.created_at`
-
 // Index records one bot's sighting of a post inside tx and decides the
 // reply: IndexMany for one post. The caller commits tx (with its reply and
 // R2 jobs) or rolls it back on error; a rolled-back call leaves nothing
 // behind and can simply be retried, which is how a database failure is
 // survived.
-func (ix *Indexer) Index(ctx context.Context, tx pgx.Tx, p Post) (Outcome, error) {
+func (ix *Indexer) Index(ctx context.Context, tx db.Tx, p Post) (Outcome, error) {
 	outs, err := ix.IndexMany(ctx, tx, []Post{p})
 	if err != nil {
 		return Outcome{}, err
@@ -176,7 +153,7 @@ func (ix *Indexer) Index(ctx context.Context, tx pgx.Tx, p Post) (Outcome, error
 // jobs to commit alongside (tools, tests, benchmarks).
 func (ix *Indexer) IndexCommit(ctx context.Context, p Post) (Outcome, error) {
 	var out Outcome
-	err := pgx.BeginFunc(ctx, ix.pool, func(tx pgx.Tx) error {
+	err := db.WithTx(ctx, ix.db, func(tx db.Tx) error {
 		var err error
 		out, err = ix.Index(ctx, tx, p)
 		return err
@@ -207,70 +184,24 @@ func (ix *Indexer) checkR2(ctx context.Context, uniqueID string) (bool, error) {
 }
 
 // SentReply is a post whose reply was sent, and the bot's reply message.
-type SentReply struct {
-	PostRef
-	ReplyMessageID int64
-}
+type SentReply = db.PostReplied
 
 // MarkReplied records that the replies to posts were sent, in one
 // statement. It returns the posts it marked: a post already marked is left
-// out, so a reply job retried after a crash can tell.
-//
-// The marks are committed without waiting for the WAL flush: a reply job
-// marks posts as their sends return, and a flush per mark made the replies
-// wait on the disk. Only a crash of Postgres itself within a fraction of a
-// second can lose a mark, and the job's own completion is written after it.
+// out, so a reply job retried after a crash can tell. The marks need not
+// wait for the disk (see db.Executor.PostMarkRepliedMany): a reply job
+// marks posts as their sends return, and the job's own completion is
+// written after them.
 func (ix *Indexer) MarkReplied(ctx context.Context, sent []SentReply) ([]PostRef, error) {
-	// Key order, so two jobs marking the same posts cannot deadlock.
-	sent = slices.Clone(sent)
-	slices.SortFunc(sent, func(a, b SentReply) int {
-		return cmp.Or(cmp.Compare(a.ChatID, b.ChatID), cmp.Compare(a.MessageID, b.MessageID))
-	})
-	chats, msgs, replies := make([]int64, len(sent)), make([]int64, len(sent)), make([]int64, len(sent))
-	for i, r := range sent {
-		chats[i], msgs[i], replies[i] = r.ChatID, r.MessageID, r.ReplyMessageID
-	}
-	var marked []PostRef
-	err := execAsyncCommit(ctx, ix.pool, func(b *pgx.Batch) {
-		b.Queue(`
-UPDATE channel_posts cp SET replied_at = now(), reply_message_id = t.r
-FROM (SELECT DISTINCT ON (c, m) * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[]) AS t(c, m, r) ORDER BY c, m) t
-WHERE cp.chat_id = t.c AND cp.message_id = t.m AND cp.replied_at IS NULL
-RETURNING cp.chat_id, cp.message_id`, chats, msgs, replies).Query(func(rows pgx.Rows) error {
-			for rows.Next() {
-				var p PostRef
-				if err := rows.Scan(&p.ChatID, &p.MessageID); err != nil {
-					return err
-				}
-				marked = append(marked, p)
-			}
-			return rows.Err()
-		})
-	})
+	marked, err := ix.db.PostMarkRepliedMany(ctx, sent)
 	if err != nil {
-		return nil, fmt.Errorf("index: mark %d posts replied: %w", len(sent), err)
+		return nil, fmt.Errorf("index: %w", err)
 	}
 	return marked, nil
 }
 
-// execAsyncCommit runs the statements queued by queue in one implicit
-// transaction whose commit does not wait for the WAL flush
-// (synchronous_commit off for it alone), in one round trip. For
-// bookkeeping that is cheap to redo: a lost write only repeats work.
-func execAsyncCommit(ctx context.Context, pool *pgxpool.Pool, queue func(*pgx.Batch)) error {
-	b := &pgx.Batch{}
-	// Planned for its arguments too (see planned); the GUC is safe here
-	// because these statements fire no foreign-key checks.
-	b.Queue(`SELECT set_config('synchronous_commit', 'off', true), set_config('plan_cache_mode', 'force_custom_plan', true)`)
-	queue(b)
-	return pool.SendBatch(ctx, b).Close()
-}
-
 // PostRef names a channel post.
-type PostRef struct {
-	ChatID    int64 `json:"chat_id"`
-	MessageID int64 `json:"message_id"`
-}
+type PostRef = db.PostRef
 
 // PendingReply is a claimed post whose reply is not yet recorded as sent,
 // with the decision to report.
@@ -283,47 +214,22 @@ type PendingReply struct {
 // still has no recorded reply; posts already answered (a retried job) or
 // unknown are left out, so a reply is never sent twice by a retry.
 func (ix *Indexer) PendingReplies(ctx context.Context, posts []PostRef) ([]PendingReply, error) {
-	chats, msgs := make([]int64, len(posts)), make([]int64, len(posts))
-	for i, p := range posts {
-		chats[i], msgs[i] = p.ChatID, p.MessageID
-	}
-	rows, err := ix.pool.Query(ctx, `
-SELECT cp.chat_id, cp.message_id, `+fileColumns+`, cp.existing, cp.claimed_by_slot
-FROM unnest($1::bigint[], $2::bigint[]) AS t(c, m)
-JOIN channel_posts cp ON cp.chat_id = t.c AND cp.message_id = t.m
-JOIN files f ON f.file_unique_id = cp.file_unique_id
-WHERE cp.replied_at IS NULL
-ORDER BY cp.chat_id, cp.message_id`, planned, chats, msgs)
+	rows, err := ix.db.PostPendingReplyMany(ctx, posts)
 	if err != nil {
-		return nil, fmt.Errorf("index: load %d posts to answer: %w", len(posts), err)
+		return nil, fmt.Errorf("index: %w", err)
 	}
-	defer rows.Close()
-	var out []PendingReply
-	for rows.Next() {
-		var r PendingReply
-		f := &r.Outcome.File
-		if err := rows.Scan(&r.ChatID, &r.MessageID,
-			&f.UniqueID, &f.Name, &f.Size, &f.MimeType, &f.Type, &f.DC, &f.Caption,
-			&f.Duration, &f.Width, &f.Height, &f.ChatID, &f.MessageID, &f.Origin, &f.CreatedAt,
-			&r.Outcome.Existing, &r.Outcome.ClaimedBySlot); err != nil {
-			return nil, fmt.Errorf("index: load posts to answer: %w", err)
-		}
-		out = append(out, r)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("index: load %d posts to answer: %w", len(posts), err)
+	out := make([]PendingReply, len(rows))
+	for i, r := range rows {
+		out[i] = PendingReply{PostRef: r.PostRef, Outcome: Outcome{File: r.File, Existing: r.Existing, ClaimedBySlot: r.ClaimedBySlot}}
 	}
 	return out, nil
 }
 
-// GetFile loads one file's row; pgx.ErrNoRows (wrapped) when unknown.
+// GetFile loads one file's row; db.ErrNotFound (wrapped) when unknown.
 func (ix *Indexer) GetFile(ctx context.Context, uniqueID string) (File, error) {
-	var f File
-	err := ix.pool.QueryRow(ctx, `SELECT `+fileColumns+` FROM files f WHERE f.file_unique_id = $1`, uniqueID).Scan(
-		&f.UniqueID, &f.Name, &f.Size, &f.MimeType, &f.Type, &f.DC, &f.Caption,
-		&f.Duration, &f.Width, &f.Height, &f.ChatID, &f.MessageID, &f.Origin, &f.CreatedAt)
+	f, err := ix.db.FileGet(ctx, uniqueID)
 	if err != nil {
-		return File{}, fmt.Errorf("index: file %s: %w", uniqueID, err)
+		return File{}, fmt.Errorf("index: %w", err)
 	}
 	return f, nil
 }

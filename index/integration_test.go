@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/ferry-dev/ferry/db/dbtest"
 	"github.com/ferry-dev/ferry/index"
@@ -52,17 +53,18 @@ func scenarioNewFile(t *testing.T, srv *r2test.Server) {
 	if out.File.DC != 4 || out.File.Name != "movie.mkv" || out.File.Size != 1774606367 || out.File.Origin != "local" {
 		t.Fatalf("file = %+v", out.File)
 	}
-	if n := count(t, pool, `SELECT count(*) FROM files WHERE file_unique_id = $1 AND dc_id = 4 AND first_chat_id = -1001234567890 AND first_message_id = 6402 AND mime_type = 'video/x-matroska'`, uid); n != 1 {
-		t.Fatalf("files rows = %d", n)
+	if f, err := pool.FileGet(ctx, uid); err != nil || f.DC != 4 || f.ChatID != -1001234567890 || f.MessageID != 6402 || f.MimeType != "video/x-matroska" {
+		t.Fatalf("files row = %+v, %v", f, err)
 	}
-	if n := count(t, pool, `SELECT count(*) FROM file_bot_ids WHERE file_unique_id = $1 AND slot = 1 AND bot_id = 1001 AND file_id = $2`, uid, publicDocumentDC4); n != 1 {
-		t.Fatalf("file_bot_ids rows = %d", n)
+	hs, err := pool.HolderList(ctx, uid, time.Minute)
+	if err != nil || len(hs) != 1 || hs[0].Slot != 1 || hs[0].BotID != 1001 || hs[0].FileID != publicDocumentDC4 {
+		t.Fatalf("file_bot_ids rows = %+v, %v", hs, err)
 	}
-	if n := count(t, pool, `SELECT count(*) FROM r2_pending WHERE file_unique_id = $1`, uid); n != 0 {
-		t.Fatalf("file created in R2 still marked for R2 (%d rows)", n)
+	if pendingR2(t, pool, uid) {
+		t.Fatal("file created in R2 still marked for R2")
 	}
-	if n := count(t, pool, `SELECT count(*) FROM channel_posts WHERE chat_id = -1001234567890 AND message_id = 6402 AND NOT existing AND claimed_by_slot = 1`); n != 1 {
-		t.Fatalf("channel_posts rows = %d", n)
+	if o, ok := outcomeOf(t, pool, -1001234567890, 6402, uid); !ok || o.Existing || o.ClaimedBySlot != 1 {
+		t.Fatalf("channel_posts row = %+v %v", o, ok)
 	}
 
 	text, button := index.FormatReply(out, ix.ViewURL(uid))
@@ -157,11 +159,11 @@ func scenarioElevenBots(t *testing.T, srv *r2test.Server) {
 			t.Fatalf("slot %d sees claimer %d, want %d", slot, outs[slot].ClaimedBySlot, claimer)
 		}
 	}
-	if n := count(t, pool, `SELECT count(*) FROM file_bot_ids WHERE file_unique_id = $1`, uid); n != 11 {
+	if n := len(dbFileIDs(t, pool, uid)); n != 11 {
 		t.Fatalf("file_bot_ids rows = %d, want 11", n)
 	}
-	if n := count(t, pool, `SELECT count(*) FROM channel_posts WHERE file_unique_id = $1`, uid); n != 1 {
-		t.Fatalf("channel_posts rows = %d", n)
+	if o, ok := outcomeOf(t, pool, chat, msg, uid); !ok || o.ClaimedBySlot != claimer {
+		t.Fatalf("channel_posts row = %+v %v", o, ok)
 	}
 
 	// Every bot's R2 job runs, all at once (worse than River's unique job,
@@ -228,8 +230,8 @@ func scenarioSecondDeployment(t *testing.T, srv *r2test.Server) {
 	if !strings.Contains(text, "File Already Exists") || strings.Contains(text, "Stored") {
 		t.Fatalf("B's reply:\n%s", text)
 	}
-	if n := count(t, poolB, `SELECT count(*) FROM channel_posts WHERE existing AND file_unique_id = $1`, uid); n != 1 {
-		t.Fatalf("B recorded existing = %d rows", n)
+	if o, ok := outcomeOf(t, poolB, -1002222, 20, uid); !ok || !o.Existing {
+		t.Fatalf("B recorded %+v %v, want existing", o, ok)
 	}
 	if _, err := b.IndexCommit(ctx, moviePost(t, 2, uid, -1002222, 20)); err != nil {
 		t.Fatal(err)
@@ -290,8 +292,8 @@ func scenarioS3Stopped(t *testing.T, srv *r2test.Server) {
 			t.Fatal("SyncR2 succeeded with S3 down")
 		}
 	}
-	if n := count(t, pool, `SELECT count(*) FROM r2_pending WHERE file_unique_id = $1`, uid); n != 1 {
-		t.Fatalf("mark cleared during the outage (%d rows)", n)
+	if !pendingR2(t, pool, uid) {
+		t.Fatal("mark cleared during the outage")
 	}
 	// A second bot joins while S3 is still down.
 	if _, err := ix.IndexCommit(ctx, moviePost(t, 2, uid, -1009999, 5)); err != nil {

@@ -7,16 +7,13 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/jackc/pgx/v5"
-
+	"github.com/ferry-dev/ferry/db"
 	"github.com/ferry-dev/ferry/db/dbtest"
 	"github.com/ferry-dev/ferry/index"
 	"github.com/ferry-dev/ferry/r2/r2test"
 )
 
-func indexMany(t *testing.T, ix *index.Indexer, pool interface {
-	Begin(context.Context) (pgx.Tx, error)
-}, posts []index.Post) []index.Outcome {
+func indexMany(t *testing.T, ix *index.Indexer, pool db.Driver, posts []index.Post) []index.Outcome {
 	t.Helper()
 	ctx := context.Background()
 	tx, err := pool.Begin(ctx)
@@ -79,13 +76,13 @@ func TestIndexMany(t *testing.T) {
 	if fmt.Sprint(replies) != "map[AgADbatchnew:1 AgADinr2:1 AgADknown:1]" {
 		t.Fatalf("replies = %v", replies)
 	}
-	if n := count(t, pool, `SELECT count(*) FROM file_bot_ids WHERE file_unique_id = 'AgADbatchnew'`); n != 11 {
+	if n := len(dbFileIDs(t, pool, "AgADbatchnew")); n != 11 {
 		t.Fatalf("rows = %d", n)
 	}
-	if n := count(t, pool, `SELECT count(*) FROM files WHERE file_unique_id = 'AgADinr2' AND origin = 'r2'`); n != 1 {
-		t.Fatal("R2 hit not recorded")
+	if f, err := pool.FileGet(ctx, "AgADinr2"); err != nil || f.Origin != "r2" {
+		t.Fatalf("R2 hit not recorded: %+v %v", f, err)
 	}
-	if n := count(t, pool, `SELECT count(*) FROM r2_pending WHERE file_unique_id = 'AgADbatchnew'`); n != 0 {
+	if pendingR2(t, pool, "AgADbatchnew") {
 		t.Fatal("the file created in R2 by the batch is still marked for R2")
 	}
 }
@@ -129,7 +126,11 @@ func TestIndexManyConcurrentBatches(t *testing.T) {
 			t.Fatalf("%s: %d replies", id, n)
 		}
 	}
-	if n := count(t, pool, `SELECT count(*) FROM file_bot_ids`); n != 55 {
+	n := 0
+	for post := 0; post < 5; post++ {
+		n += len(dbFileIDs(t, pool, fmt.Sprintf("AgADconc%d", post)))
+	}
+	if n != 55 {
 		t.Fatalf("rows = %d", n)
 	}
 }

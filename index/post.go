@@ -7,6 +7,8 @@ import (
 
 	"github.com/go-telegram/bot/models"
 	"github.com/gotd/td/fileid"
+
+	"github.com/ferry-dev/ferry/db"
 )
 
 // File types the index records, as stored in files.file_type and in the R2
@@ -21,25 +23,7 @@ const (
 // Post is one bot's sighting of a file posted in a channel or group: what
 // Index records. Slot is the bot's 1-based position in BOT_TOKENS (b_1 is
 // slot 1); FileID is that bot's own file_id, which only that bot can use.
-type Post struct {
-	Slot      int
-	BotID     int64
-	ChatID    int64
-	MessageID int64
-
-	UniqueID string // file_unique_id, the same for every bot
-	FileID   string // this bot's file_id
-	Type     string // TypeVideo, TypeAudio, TypeDocument or TypeAnimation
-	Name     string
-	Size     int64
-	MimeType string
-	DC       int // data center holding the file, decoded from FileID (0 when unknown)
-	Caption  string
-
-	Duration int // seconds; video, audio, animation
-	Width    int // video, animation
-	Height   int // video, animation
-}
+type Post = db.Post
 
 // PostFromMessage extracts the file of a channel/group message as seen by
 // the bot in slot with id botID. ok is false when the message carries no
@@ -90,7 +74,7 @@ func PostFromMessage(slot int, botID int64, msg *models.Message) (Post, bool) {
 	default:
 		return Post{}, false
 	}
-	// Postgres text cannot hold NUL, which JSON can carry: one such name
+	// Database text (Postgres) cannot hold NUL, which JSON can carry: one such name
 	// would otherwise fail every batch it is in.
 	for _, f := range []*string{&p.UniqueID, &p.FileID, &p.Name, &p.MimeType, &p.Caption} {
 		*f = strings.ReplaceAll(*f, "\x00", "")

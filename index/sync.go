@@ -8,8 +8,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
+	"github.com/ferry-dev/ferry/db"
 	"github.com/ferry-dev/ferry/r2"
 )
 
@@ -20,54 +19,17 @@ var ErrUnknownFile = errors.New("index: file not in the database")
 // ErrNoR2 is returned by SyncR2 when no R2 writer is configured.
 var ErrNoR2 = errors.New("index: R2 is not configured")
 
-// fileRows is a file as the database has it when an R2 write starts: its
-// bots' file_ids by slot, and the gen of its r2_pending row (0 when the
-// file has nothing waiting for R2).
-type fileRows struct {
-	file    File
-	fileIDs map[int]string
-	gen     int64
-}
-
-// loadForSync reads files, their bots' file_ids and their pending gens in
-// one query (one snapshot, so a gen always matches the file_ids read with
-// it); a file with no rows is absent from the map. The file_ids are
-// gathered per file by key (LATERAL), whatever the planner thinks of the
-// table's size: a hash join here scanned all of file_bot_ids per job.
-func (ix *Indexer) loadForSync(ctx context.Context, ids []string) (map[string]*fileRows, error) {
-	// Planned for these ids each time (see planned in many.go).
-	rows, err := ix.pool.Query(ctx, `
-SELECT `+fileColumns+`, coalesce(p.gen, 0), b.slots, b.fids
-FROM files f
-LEFT JOIN r2_pending p ON p.file_unique_id = f.file_unique_id
-CROSS JOIN LATERAL (
-    SELECT array_agg(slot ORDER BY slot) AS slots, array_agg(file_id ORDER BY slot) AS fids
-    FROM file_bot_ids WHERE file_unique_id = f.file_unique_id
-) b
-WHERE f.file_unique_id = ANY($1) AND b.slots IS NOT NULL`, planned, ids)
+// loadForSync reads files with their bots' file_ids and pending gens, in
+// one snapshot (so a gen always matches the file_ids read with it), by id;
+// a file with no rows is absent from the map.
+func (ix *Indexer) loadForSync(ctx context.Context, ids []string) (map[string]*db.FileSync, error) {
+	rows, err := ix.db.FileSyncGetMany(ctx, ids)
 	if err != nil {
-		return nil, fmt.Errorf("index: load %d files for R2: %w", len(ids), err)
+		return nil, fmt.Errorf("index: %w", err)
 	}
-	defer rows.Close()
-	out := make(map[string]*fileRows, len(ids))
-	for rows.Next() {
-		var fr fileRows
-		f := &fr.file
-		var slots []int32
-		var fids []string
-		if err := rows.Scan(&f.UniqueID, &f.Name, &f.Size, &f.MimeType, &f.Type, &f.DC, &f.Caption,
-			&f.Duration, &f.Width, &f.Height, &f.ChatID, &f.MessageID, &f.Origin, &f.CreatedAt,
-			&fr.gen, &slots, &fids); err != nil {
-			return nil, fmt.Errorf("index: load files for R2: %w", err)
-		}
-		fr.fileIDs = make(map[int]string, len(slots))
-		for i, slot := range slots {
-			fr.fileIDs[int(slot)] = fids[i]
-		}
-		out[f.UniqueID] = &fr
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("index: load %d files for R2: %w", len(ids), err)
+	out := make(map[string]*db.FileSync, len(rows))
+	for i := range rows {
+		out[rows[i].File.UniqueID] = &rows[i]
 	}
 	return out, nil
 }
@@ -117,16 +79,10 @@ func (ix *Indexer) SyncR2(ctx context.Context, uniqueID string) error {
 // HeldByAll returns those of ids that have a file_id in each of slots 1 to
 // slots, read through q (the transaction that wrote them): every configured
 // bot's sighting of them is in, so an R2 write need not wait for more.
-func (ix *Indexer) HeldByAll(ctx context.Context, q pgx.Tx, ids []string, slots int) ([]string, error) {
-	rows, err := q.Query(ctx, `
-		SELECT file_unique_id FROM file_bot_ids WHERE file_unique_id = ANY($1) AND slot BETWEEN 1 AND $2
-		GROUP BY 1 HAVING count(*) = $2`, planned, ids, slots)
+func (ix *Indexer) HeldByAll(ctx context.Context, q db.Executor, ids []string, slots int) ([]string, error) {
+	held, err := q.FileHeldByAll(ctx, ids, slots)
 	if err != nil {
-		return nil, fmt.Errorf("index: count file_ids of %d files: %w", len(ids), err)
-	}
-	held, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		return nil, fmt.Errorf("index: count file_ids of %d files: %w", len(ids), err)
+		return nil, fmt.Errorf("index: %w", err)
 	}
 	return held, nil
 }
@@ -170,7 +126,7 @@ func (ix *Indexer) syncFiles(ctx context.Context, ids []string, workers int, for
 			unknown = append(unknown, id)
 			continue
 		}
-		if fr.gen == 0 && !force {
+		if fr.Gen == 0 && !force {
 			continue // nothing changed since the last write
 		}
 		wg.Add(1)
@@ -178,7 +134,7 @@ func (ix *Indexer) syncFiles(ctx context.Context, ids []string, workers int, for
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			rec := Record(fr.file, fr.fileIDs)
+			rec := Record(fr.File, fr.FileIDs)
 			err := ix.write.Create(ctx, rec)
 			if errors.Is(err, r2.ErrExists) {
 				_, err = ix.write.Merge(ctx, rec)
@@ -193,36 +149,21 @@ func (ix *Indexer) syncFiles(ctx context.Context, ids []string, workers int, for
 	wg.Wait()
 
 	// Clear exactly the marks read with the file_ids just written: a file
-	// changed meanwhile has a new gen and stays pending. Rows are locked in
-	// key order, as the index marks them, so the two cannot deadlock.
-	var us []string
-	var gens []int64
+	// changed meanwhile has a new gen and stays pending.
+	var done []db.R2Written
 	for i, id := range ids {
 		if !written[i] {
 			continue
 		}
 		n++
-		if g := loaded[id].gen; g != 0 {
-			us, gens = append(us, id), append(gens, g)
+		if g := loaded[id].Gen; g != 0 {
+			done = append(done, db.R2Written{UniqueID: id, Gen: g})
 		}
 	}
-	if len(us) > 0 {
-		// Committed without waiting for the WAL flush: a mark lost to a
-		// Postgres crash only makes the sweep write the file again.
-		err := execAsyncCommit(ctx, ix.pool, func(b *pgx.Batch) {
-			b.Queue(`
-WITH lk AS (
-    SELECT p.ctid AS t
-    FROM unnest($1::text[], $2::bigint[]) AS w(u, g)
-    JOIN r2_pending p ON p.file_unique_id = w.u AND p.gen = w.g
-    ORDER BY p.file_unique_id
-    FOR UPDATE OF p
-)
-DELETE FROM r2_pending WHERE ctid = ANY (ARRAY(SELECT t FROM lk))`, us, gens)
-		})
-		if err != nil {
+	if len(done) > 0 {
+		if err := ix.db.R2PendingDeleteMany(ctx, done); err != nil {
 			// Written but not marked: a retry merges the same ids again.
-			return 0, unknown, errors.Join(append(errs, fmt.Errorf("index: mark %d files synced: %w", len(us), err))...)
+			return 0, unknown, errors.Join(append(errs, fmt.Errorf("index: %w", err))...)
 		}
 	}
 	if progress != nil {
@@ -276,32 +217,27 @@ func (ix *Indexer) syncMany(ctx context.Context, workers int, force bool, olderT
 func (ix *Indexer) listForSync(ctx context.Context, all bool, olderThan time.Duration, each func([]string) error) error {
 	after := ""
 	for {
-		var rows pgx.Rows
+		var page []string
 		var err error
 		if all {
-			rows, err = ix.pool.Query(ctx, `
-SELECT file_unique_id FROM files WHERE file_unique_id > $1 ORDER BY file_unique_id LIMIT 200`, after)
+			page, err = ix.db.FileListAfter(ctx, after, syncPage)
 		} else {
-			rows, err = ix.pool.Query(ctx, `
-SELECT file_unique_id FROM r2_pending
-WHERE changed_at < now() - make_interval(secs => $2) AND file_unique_id > $1
-ORDER BY file_unique_id LIMIT 200`, after, olderThan.Seconds())
+			page, err = ix.db.R2PendingListAfter(ctx, olderThan, after, syncPage)
 		}
 		if err != nil {
-			return fmt.Errorf("index: list files for R2: %w", err)
-		}
-		page, err := pgx.CollectRows(rows, pgx.RowTo[string])
-		if err != nil {
-			return fmt.Errorf("index: list files for R2: %w", err)
+			return fmt.Errorf("index: %w", err)
 		}
 		if len(page) > 0 {
 			if err := each(page); err != nil {
 				return err
 			}
 		}
-		if len(page) < 200 {
+		if len(page) < syncPage {
 			return nil
 		}
 		after = page[len(page)-1]
 	}
 }
+
+// syncPage is how many files one page of a sweep or full sync holds.
+const syncPage = 200

@@ -6,15 +6,13 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/go-telegram/bot"
 	"github.com/go-telegram/bot/models"
-	"github.com/jackc/pgx/v5"
 
+	"github.com/ferry-dev/ferry/db"
 	"github.com/ferry-dev/ferry/db/dbtest"
 	"github.com/ferry-dev/ferry/index"
 	"github.com/ferry-dev/ferry/r2"
@@ -156,7 +154,7 @@ func TestFormatReply(t *testing.T) {
 
 func TestViewURL(t *testing.T) {
 	pool := dbtest.New(t)
-	ix, _ := index.New(index.Options{Pool: pool, PublicURL: "https://ferry.example/"})
+	ix, _ := index.New(index.Options{DB: pool, PublicURL: "https://ferry.example/"})
 	if got := ix.ViewURL("AgAD"); got != "https://ferry.example/f/AgAD" {
 		t.Fatalf("ViewURL = %q", got)
 	}
@@ -164,11 +162,11 @@ func TestViewURL(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ix, _ = index.New(index.Options{Pool: pool, PublicURL: "https://ferry.example", R2PublicURL: store.PublicURL})
+	ix, _ = index.New(index.Options{DB: pool, PublicURL: "https://ferry.example", R2PublicURL: store.PublicURL})
 	if got := ix.ViewURL("AgAD"); got != "https://files.example/linkerz/AgAD.json" {
 		t.Fatalf("ViewURL with R2_PUBLIC_URL = %q", got)
 	}
-	ix, _ = index.New(index.Options{Pool: pool})
+	ix, _ = index.New(index.Options{DB: pool})
 	if got := ix.ViewURL("AgAD"); got != "" {
 		t.Fatalf("ViewURL without URLs = %q", got)
 	}
@@ -192,13 +190,13 @@ func TestR2CheckFailureMeansNew(t *testing.T) {
 	ctx := context.Background()
 	pool := dbtest.New(t)
 	fc := &failingChecker{}
-	ix, _ := index.New(index.Options{Pool: pool, Check: fc})
+	ix, _ := index.New(index.Options{DB: pool, Check: fc})
 	out, err := ix.IndexCommit(ctx, moviePost(t, 1, "AgADfail", -1, 1))
 	if err != nil || out.Existing || !out.Reply || out.R2Error == nil || fc.calls != 1 {
 		t.Fatalf("outcome %+v, err %v, calls %d", out, err, fc.calls)
 	}
 	// A hanging R2 costs at most CheckTimeout.
-	ix, _ = index.New(index.Options{Pool: pool, Check: slowChecker{}, CheckTimeout: 100 * time.Millisecond})
+	ix, _ = index.New(index.Options{DB: pool, Check: slowChecker{}, CheckTimeout: 100 * time.Millisecond})
 	start := time.Now()
 	out, err = ix.IndexCommit(ctx, moviePost(t, 1, "AgADslow", -1, 2))
 	if err != nil || out.Existing || out.R2Error == nil || time.Since(start) > 3*time.Second {
@@ -226,15 +224,22 @@ func TestRolledBackIndexIsRetried(t *testing.T) {
 	if err != nil || !out.Reply {
 		t.Fatalf("first attempt: %+v %v", out, err)
 	}
-	// The caller's own insert (its River job) fails: the whole tx goes.
-	if _, err := tx.Exec(ctx, `INSERT INTO no_such_table VALUES (1)`); err == nil {
+	// The caller's own write (its River job) fails: the whole tx goes.
+	bad := &db.FileInsertManyParams{UniqueID: []string{"AgADbad"}, Name: []string{""}, MimeType: []string{""}, Type: []string{"bogus"},
+		Caption: []string{""}, Origin: []string{"local"}, Size: []int64{0}, ChatID: []int64{-1}, MessageID: []int64{2},
+		DC: []int32{0}, Duration: []int32{0}, Width: []int32{0}, Height: []int32{0}}
+	if err := tx.FileInsertMany(ctx, bad); err == nil {
 		t.Fatal("expected failure")
 	}
 	_ = tx.Rollback(ctx)
-	for _, tbl := range []string{"files", "file_bot_ids", "channel_posts"} {
-		if n := count(t, pool, "SELECT count(*) FROM "+tbl); n != 0 {
-			t.Fatalf("%s has %d rows after rollback", tbl, n)
-		}
+	if n := fileCount(t, pool); n != 0 {
+		t.Fatalf("files has %d rows after rollback", n)
+	}
+	if ids := dbFileIDs(t, pool, p.UniqueID); len(ids) != 0 {
+		t.Fatalf("file_bot_ids has %v after rollback", ids)
+	}
+	if _, ok := outcomeOf(t, pool, p.ChatID, p.MessageID, p.UniqueID); ok {
+		t.Fatal("channel_posts has the claim after rollback")
 	}
 	// A broken connection mid-Index returns an error, not an outcome.
 	cctx, cancel := context.WithCancel(ctx)
@@ -252,8 +257,8 @@ func TestRolledBackIndexIsRetried(t *testing.T) {
 	if err != nil || !out.Reply || out.Existing {
 		t.Fatalf("retry: %+v %v", out, err)
 	}
-	if n := count(t, pool, `SELECT count(*) FROM channel_posts`); n != 1 {
-		t.Fatalf("channel_posts = %d", n)
+	if o, ok := outcomeOf(t, pool, p.ChatID, p.MessageID, p.UniqueID); !ok || o.ClaimedBySlot != 1 || o.Existing {
+		t.Fatalf("channel_posts after the retry: %+v %v", o, ok)
 	}
 }
 
@@ -321,83 +326,6 @@ func TestFind(t *testing.T) {
 	}
 }
 
-func TestHoldersAndFailover(t *testing.T) {
-	ctx := context.Background()
-	pool := dbtest.New(t)
-	ix := newIndexer(t, pool, nil)
-	const uid = "AgADholders"
-	for slot := 1; slot <= 3; slot++ {
-		if _, err := ix.IndexCommit(ctx, moviePost(t, slot, uid, -1, 1)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	hs, err := ix.Holders(ctx, uid)
-	if err != nil || len(hs) != 3 || hs[0].Slot != 1 || hs[0].FileID != botFileID(t, publicDocumentDC4, 1) || hs[0].BotID != 1001 {
-		t.Fatalf("holders: %+v %v", hs, err)
-	}
-
-	// Slot 1 errors, slot 2 is rate limited, slot 3 sends.
-	var mu sync.Mutex
-	var tried []int
-	got, err := ix.SendWithFailover(ctx, hs, func(_ context.Context, h index.Holder) error {
-		mu.Lock()
-		tried = append(tried, h.Slot)
-		mu.Unlock()
-		switch h.Slot {
-		case 1:
-			return errors.New("bot was kicked")
-		case 2:
-			return fmt.Errorf("send: %w", &bot.TooManyRequestsError{Message: "Too Many Requests", RetryAfter: 30})
-		}
-		return nil
-	})
-	if err != nil || got.Slot != 3 || fmt.Sprint(tried) != "[1 2 3]" {
-		t.Fatalf("failover: %+v %v tried %v", got, err, tried)
-	}
-	// Now: slot 2 in flood wait goes last; slot 3 was used last, so the
-	// never-failed... order is by in-flight (all 0), then least recently used.
-	hs, err = ix.Holders(ctx, uid)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if hs[len(hs)-1].Slot != 2 || hs[len(hs)-1].FloodWaitUntil.Before(time.Now().Add(20*time.Second)) {
-		t.Fatalf("flood-waited bot not last: %+v", hs)
-	}
-	if hs[0].Slot != 1 || hs[1].Slot != 3 {
-		t.Fatalf("order: %+v", hs)
-	}
-	if n := count(t, pool, `SELECT count(*) FROM bot_sends`); n != 0 {
-		t.Fatalf("%d sends still in flight after they ended", n)
-	}
-	if n := count(t, pool, `SELECT sends::int FROM bot_load WHERE bot_id = 1003`); n != 1 {
-		t.Fatalf("sends of slot 3 = %d", n)
-	}
-	// A bot busy with sends (in any process) is ranked after idle ones.
-	if _, err := pool.Exec(ctx, `INSERT INTO bot_sends (bot_id) VALUES (1001), (1001)`); err != nil {
-		t.Fatal(err)
-	}
-	hs, _ = ix.Holders(ctx, uid)
-	if hs[0].Slot != 3 || hs[1].Slot != 1 || hs[1].InFlight != 2 {
-		t.Fatalf("busy bot first: %+v", hs)
-	}
-	// Sends left by a process that died stop counting after the lease.
-	if _, err := pool.Exec(ctx, `UPDATE bot_sends SET started_at = now() - interval '11 minutes'`); err != nil {
-		t.Fatal(err)
-	}
-	hs, _ = ix.Holders(ctx, uid)
-	if hs[0].Slot != 1 || hs[0].InFlight != 0 {
-		t.Fatalf("a dead process's sends still count: %+v", hs)
-	}
-	// Everyone fails: all errors are reported.
-	_, err = ix.SendWithFailover(ctx, hs, func(context.Context, index.Holder) error { return errors.New("nope") })
-	if !errors.Is(err, index.ErrNoHolder) || strings.Count(err.Error(), "nope") != 3 {
-		t.Fatalf("all fail: %v", err)
-	}
-	if _, err := ix.SendWithFailover(ctx, nil, nil); !errors.Is(err, index.ErrNoHolder) {
-		t.Fatalf("no holders: %v", err)
-	}
-}
-
 func TestReplyState(t *testing.T) {
 	ctx := context.Background()
 	pool := dbtest.New(t)
@@ -421,14 +349,13 @@ func TestReplyState(t *testing.T) {
 	if marked, err := ix.MarkReplied(ctx, []index.SentReply{{PostRef: posts[0], ReplyMessageID: 556}}); err != nil || len(marked) != 0 {
 		t.Fatalf("second MarkReplied: %v %v", marked, err)
 	}
-	var replyID int64
-	if err := pool.QueryRow(ctx, `SELECT reply_message_id FROM channel_posts WHERE chat_id = -9 AND message_id = 9`).Scan(&replyID); err != nil || replyID != 555 {
-		t.Fatalf("reply_message_id %d, %v; want 555", replyID, err)
+	if o, _ := outcomeOf(t, pool, -9, 9, "AgADreply"); o.ReplyMessageID != 555 {
+		t.Fatalf("reply_message_id %d; want 555", o.ReplyMessageID)
 	}
 	if pending, err := ix.PendingReplies(ctx, posts); err != nil || len(pending) != 0 {
 		t.Fatalf("pending after reply: %+v %v", pending, err)
 	}
-	if _, err := ix.GetFile(ctx, "AgADnope"); !errors.Is(err, pgx.ErrNoRows) {
+	if _, err := ix.GetFile(ctx, "AgADnope"); !errors.Is(err, db.ErrNotFound) {
 		t.Fatalf("GetFile unknown: %v", err)
 	}
 }
@@ -487,7 +414,7 @@ func TestEditedPostOtherFile(t *testing.T) {
 	if out.Reply || out.File.UniqueID != "AgADafter" || !out.NeedR2Write {
 		t.Fatalf("outcome = %+v", out)
 	}
-	if n := count(t, pool, `SELECT count(*) FROM file_bot_ids WHERE file_unique_id = 'AgADafter' AND slot = 2`); n != 1 {
+	if ids := dbFileIDs(t, pool, "AgADafter"); ids[r2.SlotKey(2)] == "" {
 		t.Fatal("edited post's file not recorded")
 	}
 }
@@ -540,7 +467,7 @@ func TestR2MarkSurvivesChangeDuringWrite(t *testing.T) {
 			pool := dbtest.New(t)
 			store := newStore(t, r2test.Fake(t))
 			gate := &gatedWriter{Writer: store, entered: make(chan struct{}), release: make(chan struct{})}
-			ix, err := index.New(index.Options{Pool: pool, Check: store, Write: gate, Logger: slog.New(slog.DiscardHandler)})
+			ix, err := index.New(index.Options{DB: pool, Check: store, Write: gate, Logger: slog.New(slog.DiscardHandler)})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -562,8 +489,8 @@ func TestR2MarkSurvivesChangeDuringWrite(t *testing.T) {
 			if err := <-slow; err != nil {
 				t.Fatal(err)
 			}
-			if n := count(t, pool, `SELECT count(*) FROM r2_pending WHERE file_unique_id = $1`, uid); n != 1 {
-				t.Fatalf("the slow write cleared a mark it did not write (%d rows left)", n)
+			if !pendingR2(t, pool, uid) {
+				t.Fatal("the slow write cleared a mark it did not write")
 			}
 			// The same sighting again changes nothing and asks for no write.
 			if out, err := ix.IndexCommit(ctx, moviePost(t, 3, uid, -5, 5)); err != nil || out.NeedR2Write {
@@ -579,8 +506,8 @@ func TestR2MarkSurvivesChangeDuringWrite(t *testing.T) {
 			if err := sameMap(rec.BotFileIDs, dbFileIDs(t, pool, uid)); err != nil || len(rec.BotFileIDs) != 3 {
 				t.Fatalf("object = %v (%v)", rec.BotFileIDs, err)
 			}
-			if n := count(t, pool, `SELECT count(*) FROM r2_pending`); n != 0 {
-				t.Fatalf("%d marks left after the file landed", n)
+			if pendingR2(t, pool, uid) {
+				t.Fatal("a mark is left after the file landed")
 			}
 		})
 	}

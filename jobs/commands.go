@@ -5,16 +5,17 @@ import (
 	"errors"
 	"fmt"
 	"html"
+	"slices"
 	"strconv"
 	"strings"
 
 	"github.com/go-telegram/bot"
 	"github.com/go-telegram/bot/models"
-	"github.com/jackc/pgx/v5"
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/rivertype"
 
 	"github.com/ferry-dev/ferry/botapi"
+	"github.com/ferry-dev/ferry/db"
 )
 
 // Command is one chat command of the menu.
@@ -24,19 +25,59 @@ type Command struct {
 }
 
 // Commands is the menu registered with setMyCommands, in display order.
-var Commands = []Command{
-	{"start", "What this bot does", false},
-	{"help", "List the commands", false},
-	{"stats", "Jobs by state and updates received", true},
-	{"jobs", "Jobs waiting, running or failing", true},
-	{"retry", "/retry <id>: run a job again", true},
-	{"cancel", "/cancel <id>: cancel a job", true},
-	{"pause", "Pause uploads and indexing", true},
-	{"resume", "Resume uploads and indexing", true},
-	{"upload", "/upload <path> [caption]: upload a file from the server", true},
-	{"find", "/find <text>: search the file index", true},
-	{"get", "/get <unique_id>: send a file from the index", true},
-	{"bots", "The configured bots", true},
+func Commands() []Command {
+	table := (&UpdateWorker{}).commands()
+	out := make([]Command, len(table))
+	for i, c := range table {
+		out[i] = c.Command
+	}
+	return out
+}
+
+// call is one command as its handler gets it.
+type call struct {
+	bot  *botapi.Bot
+	msg  *models.Message
+	args string
+}
+
+// command is a menu entry and what runs it. run returns the HTML answer,
+// or "" when the handler has answered in the chat itself.
+type command struct {
+	Command
+	run func(ctx context.Context, c call) (string, error)
+}
+
+// commands is the one table of chat commands, in menu order; built per
+// call from w, so the package holds no mutable state.
+func (w *UpdateWorker) commands() []command {
+	text := func(s string) func(context.Context, call) (string, error) {
+		return func(context.Context, call) (string, error) { return s, nil }
+	}
+	return []command{
+		{Command{"start", "What this bot does", false}, text("<b>ferry</b> moves big files into Telegram and keeps an index of them.\n" +
+			"Admins: send me a file or use /upload. Add me to a channel as admin to index its files.\nSend /help for the commands.")},
+		{Command{"help", "List the commands", false}, func(context.Context, call) (string, error) { return w.help(), nil }},
+		{Command{"stats", "Jobs by state and updates received", true}, func(ctx context.Context, _ call) (string, error) { return w.stats(ctx) }},
+		{Command{"jobs", "Jobs waiting, running or failing", true}, func(ctx context.Context, _ call) (string, error) { return w.jobList(ctx) }},
+		{Command{"retry", "/retry <id>: run a job again; /retry sightings: index refused sightings again", true}, func(ctx context.Context, c call) (string, error) {
+			if c.args == "sightings" {
+				return w.retrySightings(ctx)
+			}
+			return w.jobAction(ctx, "retry", c.args)
+		}},
+		{Command{"cancel", "/cancel <id>: cancel a job", true}, func(ctx context.Context, c call) (string, error) { return w.jobAction(ctx, "cancel", c.args) }},
+		{Command{"pause", "Pause uploads and indexing", true}, func(ctx context.Context, _ call) (string, error) { return w.queues(ctx, "pause") }},
+		{Command{"resume", "Resume uploads and indexing", true}, func(ctx context.Context, _ call) (string, error) { return w.queues(ctx, "resume") }},
+		{Command{"upload", "/upload <path> [caption]: upload a file from the server", true}, func(ctx context.Context, c call) (string, error) {
+			return "", w.upload(ctx, c.bot, c.msg, c.args)
+		}},
+		{Command{"find", "/find <text>: search the file index", true}, func(ctx context.Context, c call) (string, error) { return w.find(ctx, c.args) }},
+		{Command{"get", "/get <unique_id>: send a file from the index", true}, func(ctx context.Context, c call) (string, error) {
+			return w.get(ctx, c.msg.Chat.ID, c.args)
+		}},
+		{Command{"bots", "The configured bots", true}, func(context.Context, call) (string, error) { return w.bots(), nil }},
+	}
 }
 
 const refusal = "Sorry, this command is for the admins of this bot."
@@ -54,10 +95,11 @@ func (w *UpdateWorker) command(ctx context.Context, b *botapi.Bot, m *models.Mes
 	if target != "" && !strings.EqualFold(target, username(ctx, w.d, b)) {
 		return nil // addressed to another bot in a group
 	}
-	var cmd *Command
-	for i := range Commands {
-		if Commands[i].Name == name {
-			cmd = &Commands[i]
+	var cmd *command
+	table := w.commands()
+	for i := range table {
+		if table[i].Name == name {
+			cmd = &table[i]
 		}
 	}
 	chat := m.Chat.ID
@@ -70,102 +112,94 @@ func (w *UpdateWorker) command(ctx context.Context, b *botapi.Bot, m *models.Mes
 	if cmd.Admin && (m.From == nil || !w.d.Config.IsAdmin(m.From.ID)) {
 		return w.reply(ctx, b, chat, refusal)
 	}
-	// Commands that act in the chat themselves; the rest answer with text.
-	switch cmd.Name {
-	case "upload":
-		return w.upload(ctx, b, m, args)
-	case "get":
-		text, err := w.get(ctx, chat, args)
-		if err != nil || text == "" {
-			return err
-		}
-		return w.reply(ctx, b, chat, text)
-	}
-	text, err := w.run(ctx, cmd.Name, args)
-	if err != nil {
+	text, err := cmd.run(ctx, call{bot: b, msg: m, args: args})
+	if err != nil || text == "" {
 		return err
 	}
 	return w.reply(ctx, b, chat, text)
 }
 
-// run computes the answer of an admin-checked command.
-func (w *UpdateWorker) run(ctx context.Context, name, args string) (string, error) {
-	switch name {
-	case "start":
-		return "<b>ferry</b> moves big files into Telegram and keeps an index of them.\n" +
-			"Admins: send me a file or use /upload. Add me to a channel as admin to index its files.\nSend /help for the commands.", nil
-	case "help":
-		var sb strings.Builder
-		sb.WriteString("<b>Commands</b>\n")
-		for _, c := range Commands {
-			fmt.Fprintf(&sb, "/%s — %s\n", c.Name, html.EscapeString(c.Help))
-		}
-		return sb.String(), nil
-	case "stats":
-		return w.stats(ctx)
-	case "jobs":
-		return w.jobList(ctx)
-	case "retry", "cancel":
-		return w.jobAction(ctx, name, args)
-	case "pause", "resume":
-		return w.queues(ctx, name)
-	case "bots":
-		var sb strings.Builder
-		sb.WriteString("<b>Bots</b>\n")
-		for _, b := range w.d.Bots.All() {
-			fmt.Fprintf(&sb, "b_%d: %d\n", b.Slot, b.ID)
-		}
-		return sb.String(), nil
-	case "find":
-		return w.find(ctx, args)
+func (w *UpdateWorker) help() string {
+	var sb strings.Builder
+	sb.WriteString("<b>Commands</b>\n")
+	for _, c := range w.commands() {
+		fmt.Fprintf(&sb, "/%s — %s\n", c.Name, html.EscapeString(c.Help))
 	}
-	return "", fmt.Errorf("command %s: %w", name, errNotReady)
+	return sb.String()
+}
+
+func (w *UpdateWorker) bots() string {
+	var sb strings.Builder
+	sb.WriteString("<b>Bots</b>\n")
+	for _, b := range w.d.Bots.All() {
+		fmt.Fprintf(&sb, "b_%d: %d\n", b.Slot, b.ID)
+	}
+	return sb.String()
 }
 
 func (w *UpdateWorker) stats(ctx context.Context) (string, error) {
+	st, err := w.d.DB.StatsCount(ctx)
+	if err != nil {
+		return "", err
+	}
 	var sb strings.Builder
-	var total, day int64
-	// Counted per hour: "last 24 h" is the current hour and the 23 before it.
-	err := w.d.Pool.QueryRow(ctx, `SELECT coalesce(sum(n), 0), coalesce(sum(n) FILTER (WHERE hour > now() - interval '24 hours'), 0) FROM update_counts`).Scan(&total, &day)
-	if err != nil {
-		return "", fmt.Errorf("count updates: %w", err)
-	}
-	fmt.Fprintf(&sb, "<b>ferry stats</b>\nUpdates received: %d (last 24 h: %d)\n<b>Jobs</b>\n", total, day)
-	rows, err := w.d.Pool.Query(ctx, `SELECT state::text, count(*) FROM river_job GROUP BY state ORDER BY state`)
+	fmt.Fprintf(&sb, "<b>ferry stats</b>\nUpdates received: %d (last 24 h: %d)\n<b>Jobs</b>\n", st.Updates, st.UpdatesDay)
+	byState, err := w.d.River.JobCountByState(ctx)
 	if err != nil {
 		return "", fmt.Errorf("count jobs: %w", err)
 	}
-	counts, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (string, error) {
-		var s string
-		var n int64
-		err := r.Scan(&s, &n)
-		return fmt.Sprintf("%s: %d", s, n), err
-	})
-	if err != nil {
-		return "", fmt.Errorf("count jobs: %w", err)
+	var states []rivertype.JobState
+	for state, n := range byState {
+		if n > 0 {
+			states = append(states, state)
+		}
+	}
+	slices.Sort(states)
+	var counts []string
+	for _, state := range states {
+		counts = append(counts, fmt.Sprintf("%s: %d", state, byState[state]))
 	}
 	if len(counts) == 0 {
 		counts = []string{"none"}
 	}
 	sb.WriteString(strings.Join(counts, "\n"))
 	fmt.Fprintf(&sb, "\n<b>Bots</b>: %d", len(w.d.Bots.All()))
-	var files, waiting, failed int64
-	err = w.d.Pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM files),
-		(SELECT coalesce(sum(n), 0) FROM sighting_batches) + (SELECT count(*) FROM post_sightings WHERE error IS NULL),
-		(SELECT count(*) FROM post_sightings WHERE error IS NOT NULL)`).Scan(&files, &waiting, &failed)
-	if err != nil {
-		return "", fmt.Errorf("count index: %w", err)
-	}
-	fmt.Fprintf(&sb, "\n<b>Index</b>: %d files; %d sightings waiting", files, waiting)
-	if failed > 0 {
-		fmt.Fprintf(&sb, "; %d could not be indexed (see post_sightings.error)", failed)
+	fmt.Fprintf(&sb, "\n<b>Index</b>: %d files; %d sightings waiting", st.Files, st.SightingsWaiting)
+	if st.SightingsFailed > 0 {
+		fmt.Fprintf(&sb, "; %d could not be indexed (send /retry sightings to try again)", st.SightingsFailed)
 	}
 	return sb.String(), nil
 }
 
+// retrySightings answers /retry sightings: the sightings the index refused
+// go back into the drain's queue, with a drain job committed alongside so
+// they are taken at once.
+func (w *UpdateWorker) retrySightings(ctx context.Context) (string, error) {
+	if w.d.Index == nil {
+		return "The file index is not enabled.", nil
+	}
+	var n int
+	err := db.WithTx(ctx, w.d.DB, func(tx db.Tx) error {
+		var err error
+		if n, err = tx.SightingFailureRequeue(ctx); err != nil || n == 0 {
+			return err
+		}
+		if _, err := w.d.River.InsertTx(ctx, tx, IndexDrainArgs{}, nil); err != nil {
+			return fmt.Errorf("queue index_drain job: %w", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return "", err
+	}
+	if n == 0 {
+		return "No sightings to retry: every sighting was indexed.", nil
+	}
+	return fmt.Sprintf("Requeued %d sightings for indexing.", n), nil
+}
+
 func (w *UpdateWorker) jobList(ctx context.Context) (string, error) {
-	client := river.ClientFromContext[pgx.Tx](ctx)
-	res, err := client.JobList(ctx, river.NewJobListParams().
+	res, err := w.d.River.JobList(ctx, river.NewJobListParams().
 		States(rivertype.JobStateAvailable, rivertype.JobStateRunning, rivertype.JobStateRetryable, rivertype.JobStateScheduled).
 		OrderBy(river.JobListOrderByID, river.SortOrderDesc).First(15))
 	if err != nil {
@@ -195,12 +229,11 @@ func (w *UpdateWorker) jobAction(ctx context.Context, name, args string) (string
 	if err != nil || id <= 0 {
 		return fmt.Sprintf("Usage: /%s &lt;job id&gt;", name), nil
 	}
-	client := river.ClientFromContext[pgx.Tx](ctx)
 	var row *rivertype.JobRow
 	if name == "retry" {
-		row, err = client.JobRetry(ctx, id)
+		row, err = w.d.River.JobRetry(ctx, id)
 	} else {
-		row, err = client.JobCancel(ctx, id)
+		row, err = w.d.River.JobCancel(ctx, id)
 	}
 	if errors.Is(err, rivertype.ErrNotFound) {
 		return fmt.Sprintf("No job #%d.", id), nil
@@ -212,13 +245,12 @@ func (w *UpdateWorker) jobAction(ctx context.Context, name, args string) (string
 }
 
 func (w *UpdateWorker) queues(ctx context.Context, name string) (string, error) {
-	client := river.ClientFromContext[pgx.Tx](ctx)
-	for _, q := range WorkQueues {
+	for _, q := range WorkQueues() {
 		var err error
 		if name == "pause" {
-			err = client.QueuePause(ctx, q, nil)
+			err = w.d.River.QueuePause(ctx, q, nil)
 		} else {
-			err = client.QueueResume(ctx, q, nil)
+			err = w.d.River.QueueResume(ctx, q, nil)
 		}
 		// A queue no job has used yet has no row to pause; that is fine.
 		if err != nil && !errors.Is(err, rivertype.ErrNotFound) {
@@ -235,7 +267,7 @@ func (w *UpdateWorker) queues(ctx context.Context, name string) (string, error) 
 // whole list in each admin's private chat.
 func RegisterCommands(ctx context.Context, bots *botapi.Bots, adminIDs []int64) error {
 	var public, all []models.BotCommand
-	for _, c := range Commands {
+	for _, c := range Commands() {
 		bc := models.BotCommand{Command: c.Name, Description: c.Help}
 		all = append(all, bc)
 		if !c.Admin {

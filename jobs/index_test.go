@@ -11,12 +11,10 @@ import (
 	"time"
 
 	"github.com/go-telegram/bot/models"
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/rivertype"
 
+	"github.com/ferry-dev/ferry/db"
 	"github.com/ferry-dev/ferry/db/dbtest"
 	"github.com/ferry-dev/ferry/index"
 	"github.com/ferry-dev/ferry/jobs"
@@ -57,11 +55,11 @@ func sightingOf(t testing.TB, raw []byte) *jobs.Sighting {
 // startIndexWorkers runs workers for the bots of tokens on a fresh
 // database, with the index on and R2 in store when it is not nil; they stop
 // when the test ends.
-func startIndexWorkers(t *testing.T, tg *telegramtest.Server, tokens []string, store *r2.Store) (*pgxpool.Pool, *jobs.Deps, *river.Client[pgx.Tx]) {
+func startIndexWorkers(t *testing.T, tg *telegramtest.Server, tokens []string, store *r2.Store) (db.Driver, *jobs.Deps, db.River) {
 	t.Helper()
 	pool := dbtest.New(t)
 	d := testDeps(t, pool, tg.URL(), map[string]string{"BOT_TOKENS": strings.Join(tokens, ",")})
-	opts := index.Options{Pool: pool, Logger: d.Logger}
+	opts := index.Options{DB: pool, Logger: d.Logger}
 	if store != nil {
 		opts.Check, opts.Write, d.R2Enabled = store, store, true
 	}
@@ -135,29 +133,88 @@ func TestDrainLeavesNoSightingBehind(t *testing.T) {
 			t.Fatalf("post %s answered %d times", k, n)
 		}
 	}
-	for q, want := range map[string]int{
-		`SELECT count(*) FROM channel_posts WHERE replied_at IS NOT NULL`: posts,
-		`SELECT count(*) FROM file_bot_ids`:                               posts * bots,
-		`SELECT count(*) FROM post_sightings`:                             0,
-		`SELECT count(*) FROM sighting_batches`:                           0,
-		`SELECT count(*) FROM river_job WHERE kind = 'update'`:            0,
-	} {
-		if n := count(t, pool, q); n != want {
-			t.Fatalf("%s = %d, want %d", q, n, want)
-		}
+	var refs []db.PostRef
+	var pairs []postFile
+	var uids []string
+	for p := int64(1); p <= posts; p++ {
+		uid := sightingOf(t, channelFileUpdate(p, chat, p, 1, p)).Post.UniqueID
+		refs, pairs, uids = append(refs, db.PostRef{ChatID: chat, MessageID: p}), append(pairs, postFile{chat, p, uid}), append(uids, uid)
+	}
+	if n := len(claims(t, pool, pairs...)); n != posts {
+		t.Fatalf("%d posts claimed, want %d", n, posts)
+	}
+	if n := len(pendingReplies(t, pool, refs...)); n != 0 {
+		t.Fatalf("%d posts without their reply recorded", n)
+	}
+	if n := fileIDCount(t, pool, uids...); n != posts*bots {
+		t.Fatalf("%d file_ids recorded, want %d", n, posts*bots)
+	}
+	if n := stats(t, pool).SightingsWaiting; n != 0 {
+		t.Fatalf("%d sightings left", n)
+	}
+	if n := len(dbtest.Jobs(t, pool, jobs.UpdateArgs{}.Kind())); n != 0 {
+		t.Fatalf("%d update jobs", n)
 	}
 	waitNoUnfinished(t, pool, "index_drain")
 	// How many rounds the waves make depends on timing; one job per
 	// sighting (660) or per post and kind would be far more.
-	if n := count(t, pool, `SELECT count(*) FROM river_job WHERE kind IN ('index_drain', 'index_reply')`); n >= posts*bots/3 {
+	if n := len(dbtest.Jobs(t, pool, "index_drain")) + len(dbtest.Jobs(t, pool, "index_reply")); n >= posts*bots/3 {
 		t.Fatalf("%d index jobs for %d sightings: not batched", n, posts*bots)
 	}
 }
 
-func waitNoUnfinished(t *testing.T, pool *pgxpool.Pool, kind string) {
+// postFile is a post and the file it carries.
+type postFile struct {
+	chatID, messageID int64
+	uniqueID          string
+}
+
+// claims reads the claims of the posts that have one (and their file).
+func claims(t *testing.T, d db.Executor, posts ...postFile) []db.PostOutcome {
+	t.Helper()
+	p := &db.PostOutcomeManyParams{}
+	for _, pf := range posts {
+		p.ChatID, p.MessageID, p.UniqueID = append(p.ChatID, pf.chatID), append(p.MessageID, pf.messageID), append(p.UniqueID, pf.uniqueID)
+	}
+	out, err := d.PostOutcomeMany(context.Background(), p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// pendingReplies reads the claims of posts whose reply is not recorded.
+func pendingReplies(t *testing.T, d db.Executor, posts ...db.PostRef) []db.PostOutcome {
+	t.Helper()
+	out, err := d.PostPendingReplyMany(context.Background(), posts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// fileIDCount counts the file_ids recorded for files, over every slot.
+func fileIDCount(t *testing.T, d db.Executor, uniqueIDs ...string) int {
+	t.Helper()
+	fs, err := d.FileSyncGetMany(context.Background(), uniqueIDs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, f := range fs {
+		n += len(f.FileIDs)
+	}
+	return n
+}
+
+// unfinished are the states of a job with work left.
+var unfinished = []rivertype.JobState{rivertype.JobStateAvailable, rivertype.JobStatePending, rivertype.JobStateRetryable,
+	rivertype.JobStateRunning, rivertype.JobStateScheduled}
+
+func waitNoUnfinished(t *testing.T, d db.Driver, kind string) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
-	for count(t, pool, `SELECT count(*) FROM river_job WHERE kind = $1 AND state NOT IN ('completed', 'cancelled', 'discarded')`, kind) != 0 {
+	for len(dbtest.Jobs(t, d, kind, unfinished...)) != 0 {
 		if time.Now().After(deadline) {
 			t.Fatalf("%s jobs still unfinished", kind)
 		}
@@ -248,7 +305,7 @@ func TestReplyBatchSkipsRefusedPost(t *testing.T) {
 	}
 }
 
-func waitJob(t *testing.T, client *river.Client[pgx.Tx], id int64) *rivertype.JobRow {
+func waitJob(t *testing.T, client db.River, id int64) *rivertype.JobRow {
 	t.Helper()
 	job, _ := pollJob(t, client, id, 15*time.Second, func(j *rivertype.JobRow) bool { return j.FinalizedAt != nil })
 	return job
@@ -256,7 +313,7 @@ func waitJob(t *testing.T, client *river.Client[pgx.Tx], id int64) *rivertype.Jo
 
 // pollJob reads job id until done says so or within has passed, and tells
 // which happened.
-func pollJob(t *testing.T, client *river.Client[pgx.Tx], id int64, within time.Duration, done func(*rivertype.JobRow) bool) (*rivertype.JobRow, bool) {
+func pollJob(t *testing.T, client db.River, id int64, within time.Duration, done func(*rivertype.JobRow) bool) (*rivertype.JobRow, bool) {
 	t.Helper()
 	deadline := time.Now().Add(within)
 	for {
@@ -274,60 +331,28 @@ func pollJob(t *testing.T, client *river.Client[pgx.Tx], id int64, within time.D
 	}
 }
 
-type execer interface {
-	Exec(context.Context, string, ...any) (pgconn.CommandTag, error)
-}
-
-// addSighting writes bot 111's sighting of raw as the intake does (a row
-// of sighting_batches), through q (the pool, or a transaction held open).
-func addSighting(t *testing.T, q execer, messageID int64, raw []byte) {
+// addSighting commits bot 111's sighting of raw as the intake does (a
+// sighting batch), through q (the database, or a transaction held open).
+func addSighting(t *testing.T, q db.Executor, messageID int64, raw []byte) {
 	t.Helper()
 	addSightingBy(t, q, 111, messageID, raw)
-}
-
-// addLegacySighting writes bot 111's sighting of raw as the intake did
-// before migration 00010: a post_sightings row.
-func addLegacySighting(t *testing.T, q execer, messageID int64, raw []byte) {
-	t.Helper()
-	p := sightingOf(t, raw).Post
-	if _, err := q.Exec(context.Background(), `
-		INSERT INTO post_sightings (chat_id, message_id, bot_id, file_unique_id, file_id, file_type, file_name,
-		                            file_size, mime_type, dc_id, caption, duration, width, height)
-		VALUES ($1, $2, 111, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`,
-		channel, messageID, p.UniqueID, p.FileID, p.Type, p.Name, p.Size, p.MimeType, p.DC, p.Caption,
-		p.Duration, p.Width, p.Height); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// addRawSighting writes a sighting in the form used before migration
-// 00008: the raw update.
-func addRawSighting(t *testing.T, q execer, messageID int64, raw []byte) {
-	t.Helper()
-	if _, err := q.Exec(context.Background(), `INSERT INTO post_sightings (chat_id, message_id, bot_id, update_json) VALUES ($1, $2, 111, $3)`,
-		channel, messageID, raw); err != nil {
-		t.Fatal(err)
-	}
 }
 
 // TestDrainWaitsForSightingsInFlight: a drain job that has found nothing
 // left must not complete while an intake commit is adding a sighting (that
 // commit queues no job of its own, since this one is running): it waits for
-// the commit, then indexes the sighting. The intake's statements are run by
+// the commit, then indexes the sighting. The intake's commit is made by
 // hand here to hold its transaction open.
 func TestDrainWaitsForSightingsInFlight(t *testing.T) {
-	var pool *pgxpool.Pool
-	h := startWorkers(t, func(d *jobs.Deps) { pool = d.Pool })
+	h := startWorkers(t)
 	ctx := context.Background()
-	tx, err := pool.Begin(ctx)
+	tx, err := h.db.Begin(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer tx.Rollback(ctx)
-	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock_shared($1)`, jobs.SightingsLockKey); err != nil {
-		t.Fatal(err)
-	}
-	addSighting(t, tx, 7, channelFileUpdate(7, channel, 7, 1, 7))
+	raw := channelFileUpdate(7, channel, 7, 1, 7)
+	addSighting(t, tx, 7, raw)
 	res, err := h.client.Insert(ctx, jobs.IndexDrainArgs{}, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -350,47 +375,47 @@ func TestDrainWaitsForSightingsInFlight(t *testing.T) {
 	if job := waitJob(t, h.client, res.Job.ID); job.State != rivertype.JobStateCompleted {
 		t.Fatalf("drain job %s", job.State)
 	}
-	if n := count(t, pool, `SELECT count(*) FROM channel_posts WHERE chat_id = $1 AND message_id = 7`, channel); n != 1 {
+	if n := len(claims(t, h.db, postFile{channel, 7, sightingOf(t, raw).Post.UniqueID})); n != 1 {
 		t.Fatalf("the sighting committed during the drain's last check was not indexed (%d claims)", n)
 	}
-	if n := count(t, pool, `SELECT count(*) FROM sighting_batches`); n != 0 {
-		t.Fatalf("%d sighting batches left", n)
+	if n := stats(t, h.db).SightingsWaiting; n != 0 {
+		t.Fatalf("%d sightings left", n)
 	}
 	h.wait(t, "sendMessage", 1)
 }
 
-// TestDrainKeepsAPoisonedSightingAside: a sighting whose data the database
-// refuses (here a trigger stands in for any data or constraint error) is
-// kept in post_sightings with its error; the other posts of the same round
-// are indexed and answered, and the drain completes instead of failing
-// every round.
-func TestDrainKeepsAPoisonedSightingAside(t *testing.T) {
-	var pool *pgxpool.Pool
-	h := startWorkers(t, func(d *jobs.Deps) { pool = d.Pool })
-	ctx := context.Background()
-	if _, err := pool.Exec(ctx, `
-		CREATE FUNCTION poison() RETURNS trigger LANGUAGE plpgsql AS $$
-		BEGIN
-			IF NEW.file_name = 'poison.mkv' THEN RAISE EXCEPTION 'poisoned file' USING ERRCODE = '22023'; END IF;
-			RETURN NEW;
-		END $$;
-		CREATE TRIGGER poison BEFORE INSERT ON files FOR EACH ROW EXECUTE FUNCTION poison();`); err != nil {
-		t.Fatal(err)
-	}
+// poisonPosts commits, in one intake commit (so one round of the drain),
+// bot 111's sightings of posts 1 to 4, post 3 carrying the file named
+// poisonName; it returns the posts and their files.
+func poisonPosts(t *testing.T, d db.Executor) []postFile {
+	t.Helper()
+	var sightings []db.Post
+	var out []postFile
 	for m := int64(1); m <= 4; m++ {
 		raw := channelFileUpdate(m, channel, m, 1, m)
-		switch m {
-		case 3:
-			raw = []byte(strings.Replace(string(raw), "file-3.mkv", "poison.mkv", 1))
-		case 2:
-			addLegacySighting(t, pool, m, raw) // a row from before migration 00010
-			continue
-		case 4:
-			addRawSighting(t, pool, m, raw) // a row from before migration 00008
-			continue
+		if m == 3 {
+			raw = []byte(strings.Replace(string(raw), "file-3.mkv", poisonName, 1))
 		}
-		addSighting(t, pool, m, raw)
+		p := sightingOf(t, raw).Post
+		p.BotID = 111
+		sightings, out = append(sightings, p), append(out, postFile{channel, m, p.UniqueID})
 	}
+	if _, err := d.UpdateAcceptMany(context.Background(), &db.UpdateAcceptManyParams{Sightings: sightings, DrainKind: jobs.IndexDrainArgs{}.Kind()}); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// TestDrainKeepsAPoisonedSightingAside: a sighting whose data the database
+// refuses (a data error, standing in for any data or constraint error) is
+// kept in sighting_failures with its error; the other posts of the same
+// round are indexed and answered, and the drain completes instead of
+// failing every round.
+func TestDrainKeepsAPoisonedSightingAside(t *testing.T) {
+	h := startWorkers(t)
+	ctx := context.Background()
+	h.db.poison.Store(true)
+	posts := poisonPosts(t, h.db)
 	res, err := h.client.Insert(ctx, jobs.IndexDrainArgs{}, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -404,20 +429,81 @@ func TestDrainKeepsAPoisonedSightingAside(t *testing.T) {
 			t.Fatalf("the poisoned post was answered: %+v", r.Params)
 		}
 	}
-	if n := count(t, pool, `SELECT count(*) FROM channel_posts`); n != 3 {
+	if n := len(claims(t, h.db, posts...)); n != 3 {
 		t.Fatalf("%d posts indexed, want 3", n)
 	}
-	if n := count(t, pool, `SELECT count(*) FROM post_sightings WHERE message_id = 3 AND error LIKE '%poisoned file%'`); n != 1 {
-		t.Fatalf("poisoned sighting not kept with its error")
+	failed, err := h.db.SightingFailureList(ctx, 10)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if n := count(t, pool, `SELECT count(*) FROM post_sightings`); n != 1 || count(t, pool, `SELECT count(*) FROM sighting_batches`) != 0 {
-		t.Fatalf("%d sightings left, want only the poisoned one", n)
+	if len(failed) != 1 || failed[0].Post.MessageID != 3 || failed[0].Post.Name != poisonName || !strings.Contains(failed[0].Error, "poisoned file") {
+		t.Fatalf("kept sightings %+v, want the poisoned one with its error", failed)
+	}
+	if n := stats(t, h.db).SightingsWaiting; n != 0 {
+		t.Fatalf("%d sightings waiting, want only the poisoned one kept aside", n)
 	}
 	// /stats tells the admin.
 	h.deliver(t, command(50, admin, "/stats"))
 	stats := h.wait(t, "sendMessage", 4)[3]
-	if !strings.Contains(stats.Params["text"], "3 files; 0 sightings waiting; 1 could not be indexed") {
+	if !strings.Contains(stats.Params["text"], "3 files; 0 sightings waiting; 1 could not be indexed (send /retry sightings") {
 		t.Fatalf("/stats: %q", stats.Params["text"])
+	}
+}
+
+// TestRetrySightingsIndexesThemAgain: once what made the index refuse a
+// sighting is fixed, /retry sightings puts it back in the drain's queue
+// with a drain job; it is indexed and answered, and nothing is left kept
+// aside.
+func TestRetrySightingsIndexesThemAgain(t *testing.T) {
+	h := startWorkers(t)
+	ctx := context.Background()
+	h.db.poison.Store(true)
+	posts := poisonPosts(t, h.db)
+	res, err := h.client.Insert(ctx, jobs.IndexDrainArgs{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if job := waitJob(t, h.client, res.Job.ID); job.State != rivertype.JobStateCompleted {
+		t.Fatalf("drain job %s", job.State)
+	}
+	h.wait(t, "sendMessage", 3)
+	if n := stats(t, h.db).SightingsFailed; n != 1 {
+		t.Fatalf("%d sightings kept aside, want 1", n)
+	}
+
+	h.db.poison.Store(false)
+	h.deliver(t, command(60, stranger, "/retry sightings"))
+	if r := h.wait(t, "sendMessage", 4)[3]; !strings.Contains(r.Params["text"], "for the admins") {
+		t.Fatalf("stranger's /retry sightings answered %q", r.Params["text"])
+	}
+	h.deliver(t, command(61, admin, "/retry sightings"))
+	calls := h.wait(t, "sendMessage", 6)
+	var answer, reply string
+	for _, c := range calls[4:] {
+		if c.Params["chat_id"] == fmt.Sprint(admin) {
+			answer = c.Params["text"]
+		} else if strings.Contains(c.Params["reply_parameters"], `"message_id":3`) {
+			reply = c.Params["text"]
+		}
+	}
+	if !strings.Contains(answer, "Requeued 1 sightings") {
+		t.Fatalf("/retry sightings answered %q", answer)
+	}
+	if !strings.Contains(reply, "File Stored Successfully") {
+		t.Fatalf("the retried post's reply %q (calls %+v)", reply, calls[4:])
+	}
+	if n := len(claims(t, h.db, posts...)); n != 4 {
+		t.Fatalf("%d posts indexed, want 4", n)
+	}
+	if s := stats(t, h.db); s.SightingsFailed != 0 || s.SightingsWaiting != 0 {
+		t.Fatalf("%d sightings kept aside and %d waiting after the retry", s.SightingsFailed, s.SightingsWaiting)
+	}
+	waitNoUnfinished(t, h.db, "index_drain")
+
+	// With nothing kept aside there is nothing to requeue.
+	h.deliver(t, command(62, admin, "/retry sightings"))
+	if r := h.wait(t, "sendMessage", 7)[6]; !strings.Contains(r.Params["text"], "No sightings to retry") {
+		t.Fatalf("/retry sightings with none kept answered %q", r.Params["text"])
 	}
 }
 
@@ -453,38 +539,33 @@ func TestDrainRetriesWithinSeconds(t *testing.T) {
 }
 
 // TestDrainSurvivesDatabaseErrors: while the index tables are unusable (a
-// table renamed away stands in for a database failing mid-job), the drain
-// job fails and keeps every sighting; once they are back, its next attempt
-// (seconds later) indexes them and the posts are answered.
+// database failing mid-job), the drain job fails and keeps every sighting;
+// once they are back, its next attempt (seconds later) indexes them and the
+// posts are answered.
 func TestDrainSurvivesDatabaseErrors(t *testing.T) {
-	var pool *pgxpool.Pool
-	h := startWorkers(t, func(d *jobs.Deps) { pool = d.Pool })
+	h := startWorkers(t)
 	ctx := context.Background()
-	if _, err := pool.Exec(ctx, `ALTER TABLE files RENAME TO files_gone`); err != nil {
-		t.Fatal(err)
-	}
+	h.db.indexDown.Store(true)
 	for m := int64(1); m <= 3; m++ {
-		addSighting(t, pool, m, channelFileUpdate(m, channel, m, 1, m))
+		addSighting(t, h.db, m, channelFileUpdate(m, channel, m, 1, m))
 	}
 	res, err := h.client.Insert(ctx, jobs.IndexDrainArgs{}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if job, ok := pollJob(t, h.client, res.Job.ID, 10*time.Second, func(j *rivertype.JobRow) bool { return len(j.Errors) > 0 }); !ok {
-		t.Fatalf("drain job %s with no error while the files table is gone", job.State)
+		t.Fatalf("drain job %s with no error while the index tables are unusable", job.State)
 	}
-	if n := count(t, pool, `SELECT coalesce(sum(n), 0) FROM sighting_batches`); n != 3 {
+	if n := stats(t, h.db).SightingsWaiting; n != 3 {
 		t.Fatalf("%d sightings kept through the failure, want 3", n)
 	}
-	if _, err := pool.Exec(ctx, `ALTER TABLE files_gone RENAME TO files`); err != nil {
-		t.Fatal(err)
-	}
+	h.db.indexDown.Store(false)
 	h.wait(t, "sendMessage", 3)
 	if job := waitJob(t, h.client, res.Job.ID); job.State != rivertype.JobStateCompleted || job.Attempt < 2 {
 		t.Fatalf("drain job %s after %d attempts", job.State, job.Attempt)
 	}
-	if n := count(t, pool, `SELECT count(*) FROM sighting_batches`); n != 0 {
-		t.Fatalf("%d sighting batches left", n)
+	if n := stats(t, h.db).SightingsWaiting; n != 0 {
+		t.Fatalf("%d sightings left", n)
 	}
 }
 
@@ -523,17 +604,27 @@ func TestR2WriteWaitsOnlyForMissingBots(t *testing.T) {
 	drain([2]int64{222, 1}, [2]int64{333, 1}, [2]int64{222, 2})
 	// The R2 jobs the second round queued: file 1's at once, file 2's
 	// after the debounce.
-	var wait1, wait2 *time.Duration
-	if err := pool.QueryRow(ctx, `SELECT
-		(SELECT (args->>'not_before')::timestamptz - created_at FROM river_job WHERE kind = 'r2_sync' AND args->'unique_ids' ? 'AgADdrain000001'),
-		(SELECT (args->>'not_before')::timestamptz - created_at FROM river_job WHERE kind = 'r2_sync' AND args->'unique_ids' ? 'AgADdrain000002')`).
-		Scan(&wait1, &wait2); err != nil {
-		t.Fatal(err)
+	wait := map[string]*time.Duration{}
+	for _, j := range dbtest.Jobs(t, pool, jobs.R2SyncArgs{}.Kind()) {
+		var a jobs.R2SyncArgs
+		if err := json.Unmarshal(j.EncodedArgs, &a); err != nil {
+			t.Fatal(err)
+		}
+		for _, id := range a.UniqueIDs {
+			if !a.NotBefore.IsZero() {
+				w := a.NotBefore.Sub(j.CreatedAt)
+				wait[id] = &w
+			} else if _, ok := wait[id]; !ok {
+				wait[id] = nil
+			}
+		}
 	}
-	if wait1 != nil {
-		t.Fatalf("file 1, held by every bot, waits %v", *wait1)
+	wait1, ok1 := wait["AgADdrain000001"]
+	wait2, ok2 := wait["AgADdrain000002"]
+	if !ok1 || wait1 != nil {
+		t.Fatalf("file 1, held by every bot, waits %v (queued: %v)", wait1, ok1)
 	}
-	if wait2 == nil || *wait2 < 1500*time.Millisecond {
+	if !ok2 || wait2 == nil || *wait2 < 1500*time.Millisecond {
 		t.Fatalf("file 2, missing a bot, waits %v", wait2)
 	}
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
@@ -548,17 +639,12 @@ func TestR2WriteWaitsOnlyForMissingBots(t *testing.T) {
 	}
 }
 
-// addSightingBy is addSighting for any bot.
-func addSightingBy(t *testing.T, q execer, botID, messageID int64, raw []byte) {
+// addSightingBy commits a sighting of raw by any bot as the intake does.
+func addSightingBy(t *testing.T, q db.Executor, botID, messageID int64, raw []byte) {
 	t.Helper()
 	p := sightingOf(t, raw).Post
-	if _, err := q.Exec(context.Background(), `
-		INSERT INTO sighting_batches (n, chat_ids, message_ids, bot_ids, file_unique_ids, file_ids, file_types, file_names,
-		                              file_sizes, mime_types, dc_ids, captions, durations, widths, heights)
-		VALUES (1, ARRAY[$1::bigint], ARRAY[$2::bigint], ARRAY[$14::bigint], ARRAY[$3], ARRAY[$4], ARRAY[$5], ARRAY[$6],
-		        ARRAY[$7::bigint], ARRAY[$8], ARRAY[$9::int], ARRAY[$10], ARRAY[$11::int], ARRAY[$12::int], ARRAY[$13::int])`,
-		channel, messageID, p.UniqueID, p.FileID, p.Type, p.Name, p.Size, p.MimeType, p.DC, p.Caption,
-		p.Duration, p.Width, p.Height, botID); err != nil {
+	p.BotID, p.ChatID, p.MessageID = botID, channel, messageID
+	if _, err := q.UpdateAcceptMany(context.Background(), &db.UpdateAcceptManyParams{Sightings: []db.Post{p}, DrainKind: jobs.IndexDrainArgs{}.Kind()}); err != nil {
 		t.Fatal(err)
 	}
 }

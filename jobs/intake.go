@@ -11,10 +11,9 @@ import (
 	"time"
 
 	"github.com/go-telegram/bot/models"
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/riverqueue/river"
 
+	"github.com/ferry-dev/ferry/db"
 	"github.com/ferry-dev/ferry/index"
 )
 
@@ -54,15 +53,15 @@ func SightingOf(u *models.Update) *Sighting {
 // job is committed. Concurrent submissions share one transaction (group
 // commit), so a burst of deliveries costs a few commits, not one each.
 type Intake struct {
-	pool     *pgxpool.Pool
-	client   *river.Client[pgx.Tx]
+	db       db.Driver
+	client   db.River
 	logger   *slog.Logger
 	reqs     chan *pending
 	maxBatch int
 	window   time.Duration
 	flushers int
 	observe  func(batch int, took time.Duration, err error)
-	// sightings routes channel files to post_sightings (the index is on).
+	// sightings routes channel files to sighting_batches (the index is on).
 	sightings bool
 }
 
@@ -98,9 +97,9 @@ func WithObserver(f func(batch int, took time.Duration, err error)) IntakeOption
 // two transactions are in flight with a 1 ms window: with four, commits
 // were half the size and the index bench ran at 265–308 posts/s against
 // 322–402 with two (four runs each, alternated); with one, at 279–308.
-func NewIntake(pool *pgxpool.Pool, client *river.Client[pgx.Tx], logger *slog.Logger, opts ...IntakeOption) *Intake {
+func NewIntake(d db.Driver, client db.River, logger *slog.Logger, opts ...IntakeOption) *Intake {
 	in := &Intake{
-		pool: pool, client: client, logger: logger,
+		db: d, client: client, logger: logger,
 		maxBatch: 512, window: time.Millisecond, flushers: 2,
 		observe: func(int, time.Duration, error) {},
 	}
@@ -198,7 +197,7 @@ func (in *Intake) flushLoop(ctx context.Context, counter int32) {
 
 // commit makes the batch durable in one transaction: each update not seen
 // before becomes a job (received_updates is its re-delivery guard), the
-// channel files one row of sightings (a re-delivery is indexed again, which
+// channel files one sighting batch (a re-delivery is indexed again, which
 // changes nothing), and the updates accepted are added to update_counts.
 func (in *Intake) commit(ctx context.Context, batch []*pending, counter int32) error {
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
@@ -208,54 +207,38 @@ func (in *Intake) commit(ctx context.Context, batch []*pending, counter int32) e
 	slices.SortFunc(batch, func(a, b *pending) int {
 		return cmp.Or(cmp.Compare(a.u.BotID, b.u.BotID), cmp.Compare(a.u.UpdateID, b.u.UpdateID))
 	})
-	var botIDs, updateIDs []int64
-	byKey := make(map[[2]int64]*pending, len(batch))
-	var sg sightingColumns
+	accept := &db.UpdateAcceptManyParams{Counter: counter, DrainKind: IndexDrainArgs{}.Kind()}
+	byKey := make(map[db.UpdateKey]*pending, len(batch))
 	for _, p := range batch {
 		if s := p.u.Sighting; s != nil && in.sightings {
-			sg.add(p.u.BotID, s.Post)
+			post := s.Post
+			post.BotID = p.u.BotID
+			accept.Sightings = append(accept.Sightings, post)
 			continue
 		}
-		botIDs, updateIDs = append(botIDs, p.u.BotID), append(updateIDs, p.u.UpdateID)
-		byKey[[2]int64{p.u.BotID, p.u.UpdateID}] = p
+		k := db.UpdateKey{BotID: p.u.BotID, UpdateID: p.u.UpdateID}
+		accept.Updates = append(accept.Updates, k)
+		byKey[k] = p
 	}
-	tx, err := in.pool.Begin(ctx)
+	tx, err := in.db.Begin(ctx)
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx))
 
-	var params []river.InsertManyParams
-	b := &pgx.Batch{}
-	if len(botIDs) > 0 {
-		b.Queue(sqlRecordUpdates, botIDs, updateIDs, counter).Query(func(rows pgx.Rows) error {
-			for rows.Next() {
-				var k [2]int64
-				if err := rows.Scan(&k[0], &k[1]); err != nil {
-					return fmt.Errorf("scan update key: %w", err)
-				}
-				params = append(params, river.InsertManyParams{Args: UpdateArgs{BotID: k[0], UpdateID: k[1], Update: byKey[k].u.Raw}})
-			}
-			if err := rows.Err(); err != nil {
-				return fmt.Errorf("record %d updates: %w", len(botIDs), err)
-			}
-			return nil
-		})
+	res, err := tx.UpdateAcceptMany(ctx, accept)
+	if err != nil {
+		return err
 	}
-	queued := true
-	if len(sg.chats) > 0 {
-		// The shared lock keeps an index_drain job from completing until
-		// these rows are committed (see IndexDrainWorker); a drain job that
-		// is not finished will take them, so a new one is queued only when
-		// there is none.
-		b.Queue(`SELECT pg_advisory_xact_lock_shared($1)`, SightingsLockKey)
-		b.Queue(sqlAcceptSightings, append(sg.args(), counter)...)
-		b.Queue(sqlDrainQueued).QueryRow(func(row pgx.Row) error { return row.Scan(&queued) })
+	params := make([]river.InsertManyParams, 0, len(res.New)+1)
+	for _, k := range res.New {
+		params = append(params, river.InsertManyParams{Args: UpdateArgs{BotID: k.BotID, UpdateID: k.UpdateID, Update: byKey[k].u.Raw}})
 	}
-	if err := tx.SendBatch(ctx, b).Close(); err != nil {
-		return fmt.Errorf("record %d updates and %d sightings: %w", len(botIDs), len(sg.chats), err)
-	}
-	if !queued {
+	// The driver holds the sightings lock shared for these sightings, which
+	// keeps a drain job from completing until they are committed (see
+	// IndexDrainWorker); a drain job that is not finished will take them,
+	// so a new one is queued only when there is none.
+	if len(accept.Sightings) > 0 && !res.DrainQueued {
 		params = append(params, river.InsertManyParams{Args: IndexDrainArgs{}})
 	}
 	if len(params) > 0 {
@@ -267,64 +250,4 @@ func (in *Intake) commit(ctx context.Context, batch []*pending, counter int32) e
 		return fmt.Errorf("commit: %w", err)
 	}
 	return nil
-}
-
-// sqlRecordUpdates records updates that become jobs, adds them to the
-// flusher's hourly count ($3 is its key; see migration 00009), and returns
-// the keys of those not seen before.
-const sqlRecordUpdates = `
-WITH accepted AS (
-    INSERT INTO received_updates (bot_id, update_id)
-    SELECT * FROM unnest($1::bigint[], $2::bigint[])
-    ON CONFLICT DO NOTHING
-    RETURNING bot_id, update_id),
-counted AS (
-    INSERT INTO update_counts (hour, counter, n)
-    SELECT date_trunc('hour', now()), $3::int, count(*) FROM accepted HAVING count(*) > 0
-    ON CONFLICT (hour, counter) DO UPDATE SET n = update_counts.n + EXCLUDED.n)
-SELECT bot_id, update_id FROM accepted`
-
-// sqlInsertSightings writes sightings one row each in post_sightings (see
-// sightingColumns.args), each with its error ($15): what the drain does
-// with a sighting it keeps aside.
-const sqlInsertSightings = `
-INSERT INTO post_sightings (chat_id, message_id, bot_id, file_unique_id, file_id, file_type, file_name,
-                            file_size, mime_type, dc_id, caption, duration, width, height, error)
-SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::text[],
-                     $8::bigint[], $9::text[], $10::int[], $11::text[], $12::int[], $13::int[], $14::int[], $15::text[])
-ON CONFLICT DO NOTHING`
-
-// sqlAcceptSightings records the intake's sightings as one row of
-// sighting_batches (migration 00010) and adds them to the flusher's hourly
-// count ($15, as in sqlRecordUpdates).
-const sqlAcceptSightings = `
-WITH accepted AS (
-    INSERT INTO sighting_batches (n, chat_ids, message_ids, bot_ids, file_unique_ids, file_ids, file_types, file_names,
-                                  file_sizes, mime_types, dc_ids, captions, durations, widths, heights)
-    VALUES (cardinality($1::bigint[]), $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
-    RETURNING n)
-INSERT INTO update_counts (hour, counter, n)
-SELECT date_trunc('hour', now()), $15::int, n FROM accepted
-ON CONFLICT (hour, counter) DO UPDATE SET n = update_counts.n + EXCLUDED.n`
-
-// sightingColumns gathers sightings as one array per column, in the order
-// of sighting_batches and post_sightings.
-type sightingColumns struct {
-	chats, msgs, bots, sizes        []int64
-	uids, fids, types, names        []string
-	mimes, captions                 []string
-	dcs, durations, widths, heights []int32
-}
-
-func (c *sightingColumns) add(botID int64, p index.Post) {
-	c.chats, c.msgs, c.bots, c.sizes = append(c.chats, p.ChatID), append(c.msgs, p.MessageID), append(c.bots, botID), append(c.sizes, p.Size)
-	c.uids, c.fids, c.types, c.names = append(c.uids, p.UniqueID), append(c.fids, p.FileID), append(c.types, p.Type), append(c.names, p.Name)
-	c.mimes, c.captions = append(c.mimes, p.MimeType), append(c.captions, p.Caption)
-	c.dcs, c.durations = append(c.dcs, int32(p.DC)), append(c.durations, int32(p.Duration))
-	c.widths, c.heights = append(c.widths, int32(p.Width)), append(c.heights, int32(p.Height))
-}
-
-func (c *sightingColumns) args() []any {
-	return []any{c.chats, c.msgs, c.bots, c.uids, c.fids, c.types, c.names,
-		c.sizes, c.mimes, c.dcs, c.captions, c.durations, c.widths, c.heights}
 }

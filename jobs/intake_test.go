@@ -2,24 +2,26 @@ package jobs_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
-
 	"github.com/ferry-dev/ferry/botapi"
+	"github.com/ferry-dev/ferry/botpool"
 	"github.com/ferry-dev/ferry/config"
+	"github.com/ferry-dev/ferry/db"
 	"github.com/ferry-dev/ferry/db/dbtest"
 	"github.com/ferry-dev/ferry/index"
 	"github.com/ferry-dev/ferry/jobs"
 )
 
-func testDeps(t *testing.T, pool *pgxpool.Pool, apiURL string, env map[string]string) *jobs.Deps {
+func testDeps(t *testing.T, d db.Driver, apiURL string, env map[string]string) *jobs.Deps {
 	t.Helper()
 	if env == nil {
 		env = map[string]string{}
@@ -36,17 +38,17 @@ func testDeps(t *testing.T, pool *pgxpool.Pool, apiURL string, env map[string]st
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &jobs.Deps{Pool: pool, Config: cfg, Bots: bots, Logger: logger}
+	return &jobs.Deps{DB: d, Config: cfg, Bots: bots, Logger: logger, Senders: botpool.New(d, logger)}
 }
 
-func startIntake(t *testing.T, pool *pgxpool.Pool) *jobs.Intake {
+func startIntake(t *testing.T, d db.Driver, opts ...jobs.IntakeOption) *jobs.Intake {
 	t.Helper()
-	d := testDeps(t, pool, "http://127.0.0.1:1", nil)
-	client, err := jobs.NewClient(d, jobs.ClientOptions{})
+	deps := testDeps(t, d, "http://127.0.0.1:1", nil)
+	client, err := jobs.NewClient(deps, jobs.ClientOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	in := jobs.NewIntake(pool, client, d.Logger)
+	in := jobs.NewIntake(d, client, deps.Logger, opts...)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { in.Run(ctx); close(done) }()
@@ -56,18 +58,74 @@ func startIntake(t *testing.T, pool *pgxpool.Pool) *jobs.Intake {
 
 func raw(id int64) []byte { return []byte(fmt.Sprintf(`{"update_id":%d}`, id)) }
 
-func count(t *testing.T, pool *pgxpool.Pool, q string, args ...any) int {
+// updateJobs decodes the args of every update job.
+func updateJobs(t *testing.T, d db.Driver) []jobs.UpdateArgs {
 	t.Helper()
-	var n int
-	if err := pool.QueryRow(context.Background(), q, args...).Scan(&n); err != nil {
+	var out []jobs.UpdateArgs
+	for _, j := range dbtest.Jobs(t, d, jobs.UpdateArgs{}.Kind()) {
+		var a jobs.UpdateArgs
+		if err := json.Unmarshal(j.EncodedArgs, &a); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, a)
+	}
+	return out
+}
+
+func stats(t *testing.T, d db.Driver) db.Stats {
+	t.Helper()
+	s, err := d.StatsCount(context.Background())
+	if err != nil {
 		t.Fatal(err)
 	}
-	return n
+	return s
+}
+
+// unseen tells which of keys received_updates does not hold: it offers
+// them to UpdateAcceptMany in a transaction rolled back at once.
+func unseen(t *testing.T, d db.Driver, keys ...db.UpdateKey) []db.UpdateKey {
+	t.Helper()
+	ctx := context.Background()
+	tx, err := d.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	res, err := tx.UpdateAcceptMany(ctx, &db.UpdateAcceptManyParams{Updates: keys})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res.New
+}
+
+// takeBatches reads every sighting batch waiting, one at a time, in a
+// transaction rolled back at once: how many there are and their sightings.
+func takeBatches(t *testing.T, d db.Driver) (int, []db.Post) {
+	t.Helper()
+	ctx := context.Background()
+	tx, err := d.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	var n int
+	var all []db.Post
+	for {
+		// With a limit of one sighting, a take is one batch.
+		posts, err := tx.SightingBatchTake(ctx, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(posts) == 0 {
+			return n, all
+		}
+		n, all = n+1, append(all, posts...)
+	}
 }
 
 func TestIntakeRedeliveryMakesOneJob(t *testing.T) {
-	pool := dbtest.New(t)
-	in := startIntake(t, pool)
+	d := dbtest.New(t)
+	in := startIntake(t, d)
 	ctx := context.Background()
 	var wg sync.WaitGroup
 	errs := make(chan error, 10)
@@ -85,24 +143,34 @@ func TestIntakeRedeliveryMakesOneJob(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if n := count(t, pool, `SELECT count(*) FROM river_job WHERE kind = 'update'`); n != 1 {
+	if n := len(updateJobs(t, d)); n != 1 {
 		t.Fatalf("%d jobs for one update", n)
 	}
-	if n := count(t, pool, `SELECT count(*) FROM received_updates`); n != 1 {
-		t.Fatalf("%d received rows", n)
+	// One update accepted (counted once) and guarded against re-delivery.
+	if n := stats(t, d).Updates; n != 1 {
+		t.Fatalf("%d updates accepted", n)
+	}
+	if k := unseen(t, d, db.UpdateKey{BotID: 111, UpdateID: 9}); len(k) != 0 {
+		t.Fatalf("update not recorded as received: %v", k)
 	}
 	// The same update_id from another bot is another update.
 	if err := in.Submit(ctx, jobs.Update{BotID: 222, UpdateID: 9, Raw: raw(9)}); err != nil {
 		t.Fatal(err)
 	}
-	if n := count(t, pool, `SELECT count(*) FROM river_job WHERE args->>'bot_id' = '222'`); n != 1 {
+	n := 0
+	for _, a := range updateJobs(t, d) {
+		if a.BotID == 222 {
+			n++
+		}
+	}
+	if n != 1 {
 		t.Fatalf("%d jobs for bot 222", n)
 	}
 }
 
 func TestIntakeCommitsEveryUpdateOfABurst(t *testing.T) {
-	pool := dbtest.New(t)
-	in := startIntake(t, pool)
+	d := dbtest.New(t)
+	in := startIntake(t, d)
 	const n = 2000
 	var wg sync.WaitGroup
 	var failed sync.Map
@@ -117,68 +185,60 @@ func TestIntakeCommitsEveryUpdateOfABurst(t *testing.T) {
 	}
 	wg.Wait()
 	failed.Range(func(k, v any) bool { t.Fatalf("update %v: %v", k, v); return false })
-	if got := count(t, pool, `SELECT count(DISTINCT (args->>'update_id')::bigint) FROM river_job WHERE kind = 'update'`); got != n {
-		t.Fatalf("%d jobs committed, want %d", got, n)
+	ids := map[int64]bool{}
+	var stored []byte
+	for _, a := range updateJobs(t, d) {
+		ids[a.UpdateID] = true
+		if a.UpdateID == 77 {
+			stored = a.Update
+		}
+	}
+	if len(ids) != n {
+		t.Fatalf("%d jobs committed, want %d", len(ids), n)
 	}
 	// The raw update is kept byte for byte.
-	var args string
-	if err := pool.QueryRow(context.Background(), `SELECT convert_from(decode(args->>'update', 'base64'), 'UTF8') FROM river_job WHERE (args->>'update_id')::bigint = 77`).Scan(&args); err != nil {
-		t.Fatal(err)
-	}
-	if args != string(raw(77)) {
-		t.Fatalf("stored update %q", args)
+	if string(stored) != string(raw(77)) {
+		t.Fatalf("stored update %q", stored)
 	}
 }
 
 func TestIntakeReportsDatabaseFailure(t *testing.T) {
-	pool := dbtest.New(t)
-	in := startIntake(t, pool)
+	d := dbtest.New(t)
+	faulty := withFaults(d)
+	in := startIntake(t, faulty)
 	ctx := context.Background()
 	if err := in.Submit(ctx, jobs.Update{BotID: 111, UpdateID: 1, Raw: raw(1)}); err != nil {
 		t.Fatal(err)
 	}
-	// Take the table away: the commit must fail and say so, not answer 200.
-	if _, err := pool.Exec(ctx, `ALTER TABLE received_updates RENAME TO received_updates_gone`); err != nil {
-		t.Fatal(err)
-	}
+	// The database fails: the commit must fail and say so, not answer 200.
+	faulty.intakeDown.Store(true)
 	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	err := in.Submit(sctx, jobs.Update{BotID: 111, UpdateID: 2, Raw: raw(2)})
 	if err == nil || errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("submit with a broken database: %v", err)
 	}
-	if n := count(t, pool, `SELECT count(*) FROM river_job`); n != 1 {
+	if n := len(dbtest.Jobs(t, d, "")); n != 1 {
 		t.Fatalf("%d jobs after a failed commit", n)
 	}
 	// Once the database is back, the re-delivery lands.
-	if _, err := pool.Exec(ctx, `ALTER TABLE received_updates_gone RENAME TO received_updates`); err != nil {
-		t.Fatal(err)
-	}
+	faulty.intakeDown.Store(false)
 	if err := in.Submit(ctx, jobs.Update{BotID: 111, UpdateID: 2, Raw: raw(2)}); err != nil {
 		t.Fatal(err)
 	}
-	if n := count(t, pool, `SELECT count(*) FROM river_job`); n != 2 {
+	if n := len(dbtest.Jobs(t, d, "")); n != 2 {
 		t.Fatalf("%d jobs after recovery", n)
 	}
 }
 
 // TestIntakeRoutesSightingsToTheDrain: eleven bots' updates about one
-// channel post become eleven sightings, field for field, in a row of
-// sighting_batches per commit, and one index_drain job (a few if commits
-// race), not one per update, whether they arrive together or in separate
-// commits; a command is still an update job.
+// channel post become eleven sightings, field for field, in a sighting
+// batch per commit, and one index_drain job (a few if commits race), not
+// one per update, whether they arrive together or in separate commits; a
+// command is still an update job.
 func TestIntakeRoutesSightingsToTheDrain(t *testing.T) {
-	pool := dbtest.New(t)
-	d := testDeps(t, pool, "http://127.0.0.1:1", nil)
-	client, err := jobs.NewClient(d, jobs.ClientOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	in := jobs.NewIntake(pool, client, d.Logger, jobs.WithSightings(true))
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { in.Run(ctx); close(done) }()
-	defer func() { cancel(); <-done }()
+	d := dbtest.New(t)
+	in := startIntake(t, d, jobs.WithSightings(true))
 
 	post := &jobs.Sighting{Post: index.Post{ChatID: -1001, MessageID: 5, UniqueID: "AgADintake", FileID: "BQACAgQAAxkBAAIB5WMM",
 		Type: index.TypeDocument, Name: "a.mkv", Size: 1 << 30, MimeType: "video/x-matroska", DC: 4}}
@@ -204,36 +264,44 @@ func TestIntakeRoutesSightingsToTheDrain(t *testing.T) {
 	if err := in.Submit(context.Background(), jobs.Update{BotID: 3, UpdateID: 100, Raw: raw(100), Sighting: post}); err != nil {
 		t.Fatal(err)
 	}
-	if n := count(t, pool, `SELECT count(*) FROM sighting_batches b,
-		unnest(b.chat_ids, b.message_ids, b.bot_ids, b.file_unique_ids, b.file_ids, b.file_types, b.file_names,
-		       b.file_sizes, b.mime_types, b.dc_ids, b.captions, b.durations, b.widths, b.heights)
-		       AS s(chat_id, message_id, bot_id, file_unique_id, file_id, file_type, file_name, file_size, mime_type, dc_id, caption, d, w, h)
-		WHERE chat_id = -1001 AND message_id = 5 AND bot_id BETWEEN 1 AND 11
-		AND file_unique_id = 'AgADintake' AND file_id = 'BQACAgQAAxkBAAIB5WMM' AND file_type = 'document' AND file_name = 'a.mkv'
-		AND file_size = 1073741824 AND mime_type = 'video/x-matroska' AND dc_id = 4 AND caption = '' AND d = 0 AND w = 0 AND h = 0`); n != 12 {
-		t.Fatalf("%d sightings, want 11 and the re-delivery", n)
+	batches, sightings := takeBatches(t, d)
+	bots := map[int64]bool{}
+	for _, s := range sightings {
+		want := post.Post
+		want.BotID = s.BotID
+		if s != want || s.BotID < 1 || s.BotID > 11 {
+			t.Fatalf("sighting %+v, want %+v of a bot 1 to 11", s, want)
+		}
+		bots[s.BotID] = true
 	}
-	if n := count(t, pool, `SELECT count(DISTINCT bot_id) FROM sighting_batches, unnest(bot_ids) AS bot_id`); n != 11 {
-		t.Fatalf("sightings of %d bots", n)
+	if len(sightings) != 12 {
+		t.Fatalf("%d sightings, want 11 and the re-delivery", len(sightings))
+	}
+	if len(bots) != 11 {
+		t.Fatalf("sightings of %d bots", len(bots))
 	}
 	// Two groups of commits (six, then five), and the re-delivery.
-	if n := count(t, pool, `SELECT count(*) FROM sighting_batches`); n < 3 || n > 12 {
-		t.Fatalf("%d sighting batches", n)
+	if batches < 3 || batches > 12 {
+		t.Fatalf("%d sighting batches", batches)
 	}
 	// One job, or one per commit that raced the first (four flushers);
 	// the second group found the first's job waiting and queued none.
-	if n := count(t, pool, `SELECT count(*) FROM river_job WHERE kind = 'index_drain'`); n < 1 || n > 4 {
+	if n := len(dbtest.Jobs(t, d, jobs.IndexDrainArgs{}.Kind())); n < 1 || n > 4 {
 		t.Fatalf("%d index_drain jobs", n)
 	}
-	if n := count(t, pool, `SELECT count(*) FROM river_job WHERE kind = 'update'`); n != 1 {
+	if n := len(updateJobs(t, d)); n != 1 {
 		t.Fatalf("%d update jobs", n)
 	}
 	// Only the command needs the re-delivery guard; every update accepted
 	// (the re-delivered sighting too) is counted for /stats.
-	if n := count(t, pool, `SELECT count(*) FROM received_updates`); n != 1 {
-		t.Fatalf("%d received_updates rows, want the command's alone", n)
+	var keys []db.UpdateKey
+	for bot := int64(1); bot <= 11; bot++ {
+		keys = append(keys, db.UpdateKey{BotID: bot, UpdateID: 100})
 	}
-	if n := count(t, pool, `SELECT sum(n) FROM update_counts`); n != 13 {
+	if k := unseen(t, d, append(keys, db.UpdateKey{BotID: 1, UpdateID: 101})...); len(k) != 11 || slices.Contains(k, db.UpdateKey{BotID: 1, UpdateID: 101}) {
+		t.Fatalf("received_updates lacks %v, want the sightings' keys alone", k)
+	}
+	if n := stats(t, d).Updates; n != 13 {
 		t.Fatalf("%d updates counted, want 13", n)
 	}
 }

@@ -6,19 +6,17 @@ package jobs
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/riverqueue/river"
-	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 
 	"github.com/ferry-dev/ferry/botapi"
+	"github.com/ferry-dev/ferry/botpool"
 	"github.com/ferry-dev/ferry/config"
+	"github.com/ferry-dev/ferry/db"
 	"github.com/ferry-dev/ferry/index"
 	"github.com/ferry-dev/ferry/mtproto"
 )
@@ -33,22 +31,27 @@ const (
 )
 
 // WorkQueues are the queues /pause and /resume act on.
-var WorkQueues = []string{QueueIndex, QueueR2, QueueUploads}
+func WorkQueues() []string { return []string{QueueIndex, QueueR2, QueueUploads} }
 
 // Deps is what workers need; cmd/ferry builds it once and passes it in.
 type Deps struct {
-	Pool   *pgxpool.Pool
+	DB     db.Driver
 	Config *config.Config
 	Bots   *botapi.Bots
 	Logger *slog.Logger
 	// Index is the channel file index; nil disables indexing, /find, /get.
 	Index *index.Indexer
+	// Senders picks the bot that sends a file (/get); nil disables /get.
+	Senders *botpool.Pool
 	// R2Enabled queues R2 writes for new file_ids (R2 is configured).
 	R2Enabled bool
 	// MTProto gives each bot's MTProto client; nil disables uploads.
 	MTProto *MTProtoClients
 	// UploadState keeps resumable upload state (parts acknowledged, random_id).
 	UploadState *mtproto.StateStore
+	// River is the client NewClient made; workers insert, list and
+	// complete jobs with it.
+	River db.River
 
 	usernames sync.Map // bot id → username, from getMe, for /cmd@name
 }
@@ -64,8 +67,9 @@ type ClientOptions struct {
 }
 
 // NewClient builds the River client with every worker registered, so any
-// process can work any queue it starts.
-func NewClient(d *Deps, opts ClientOptions) (*river.Client[pgx.Tx], error) {
+// process can work any queue it starts, and keeps it in d.River for the
+// workers.
+func NewClient(d *Deps, opts ClientOptions) (db.River, error) {
 	workers := river.NewWorkers()
 	river.AddWorker(workers, &UpdateWorker{d: d})
 	river.AddWorker(workers, &IndexReplyWorker{d: d})
@@ -107,10 +111,11 @@ func NewClient(d *Deps, opts ClientOptions) (*river.Client[pgx.Tx], error) {
 			QueueUploads: {MaxWorkers: 2},
 		}
 	}
-	c, err := river.NewClient(riverpgxv5.New(d.Pool), cfg)
+	c, err := d.DB.NewRiver(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("river client: %w", err)
 	}
+	d.River = c
 	return c, nil
 }
 
@@ -148,9 +153,6 @@ func outcome(err error) error {
 	}
 	return err
 }
-
-// errNotReady marks features whose job kinds arrive in later work.
-var errNotReady = errors.New("not ready")
 
 func username(ctx context.Context, d *Deps, b *botapi.Bot) string {
 	if v, ok := d.usernames.Load(b.ID); ok {

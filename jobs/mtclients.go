@@ -8,9 +8,8 @@ import (
 	"os"
 	"sync"
 
-	"github.com/jackc/pgx/v5/pgxpool"
-
 	"github.com/ferry-dev/ferry/config"
+	"github.com/ferry-dev/ferry/db"
 	"github.com/ferry-dev/ferry/mtproto"
 )
 
@@ -20,7 +19,7 @@ import (
 // process.
 type MTProtoClients struct {
 	cfg    *config.Config
-	pool   *pgxpool.Pool
+	db     db.Executor
 	logger *slog.Logger
 	key    []byte
 
@@ -29,7 +28,7 @@ type MTProtoClients struct {
 }
 
 // NewMTProtoClients checks the MTProto settings; it starts nothing.
-func NewMTProtoClients(cfg *config.Config, pool *pgxpool.Pool, logger *slog.Logger) (*MTProtoClients, error) {
+func NewMTProtoClients(cfg *config.Config, d db.Executor, logger *slog.Logger) (*MTProtoClients, error) {
 	var missing []string
 	if cfg.APIID == 0 || cfg.APIHash == "" {
 		missing = append(missing, "API_ID and API_HASH")
@@ -40,7 +39,7 @@ func NewMTProtoClients(cfg *config.Config, pool *pgxpool.Pool, logger *slog.Logg
 	if len(missing) > 0 {
 		return nil, fmt.Errorf("uploads need %v", missing)
 	}
-	m := &MTProtoClients{cfg: cfg, pool: pool, logger: logger, clients: map[int64]*mtproto.Client{}}
+	m := &MTProtoClients{cfg: cfg, db: d, logger: logger, clients: map[int64]*mtproto.Client{}}
 	if cfg.MTProtoPublicKey != "" {
 		key, err := os.ReadFile(cfg.MTProtoPublicKey)
 		if err != nil {
@@ -62,7 +61,7 @@ func (m *MTProtoClients) Client(ctx context.Context, botID int64) (*mtproto.Clie
 	if !ok {
 		return nil, fmt.Errorf("bot %d is not configured", botID)
 	}
-	store, err := mtproto.NewSessionStore(m.pool, b.ID, m.cfg.SessionKey)
+	store, err := mtproto.NewSessionStore(m.db, b.ID, m.cfg.SessionKey)
 	if err != nil {
 		return nil, err
 	}

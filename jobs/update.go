@@ -5,13 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/go-telegram/bot"
 	"github.com/go-telegram/bot/models"
-	"github.com/jackc/pgx/v5"
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/rivertype"
 
@@ -97,26 +97,15 @@ func (w *UpdateWorker) Work(ctx context.Context, job *river.Job[UpdateArgs]) err
 	case KindCallback:
 		return w.callback(ctx, b, u.CallbackQuery)
 	case KindMembership:
-		return w.membership(ctx, b.ID, u.MyChatMember)
+		w.membership(log, u.MyChatMember)
 	}
 	return nil
 }
 
-// membership remembers in which chats each bot is an administrator: the index
-// uses it to know which bots see a channel's posts.
-func (w *UpdateWorker) membership(ctx context.Context, botID int64, m *models.ChatMemberUpdated) error {
-	status := string(m.NewChatMember.Type)
-	_, err := w.d.Pool.Exec(ctx, `
-		INSERT INTO bot_chats (bot_id, chat_id, chat_type, title, status, updated_at)
-		VALUES ($1, $2, $3, $4, $5, to_timestamp($6))
-		ON CONFLICT (bot_id, chat_id) DO UPDATE
-		SET chat_type = EXCLUDED.chat_type, title = EXCLUDED.title, status = EXCLUDED.status, updated_at = EXCLUDED.updated_at
-		WHERE bot_chats.updated_at <= EXCLUDED.updated_at`,
-		botID, m.Chat.ID, string(m.Chat.Type), m.Chat.Title, status, m.Date)
-	if err != nil {
-		return fmt.Errorf("record membership of bot %d in chat %d: %w", botID, m.Chat.ID, err)
-	}
-	return nil
+// membership logs a change of the bot's status in a chat. Nothing acts on
+// it: the index learns which bots see a channel from their sightings.
+func (w *UpdateWorker) membership(log *slog.Logger, m *models.ChatMemberUpdated) {
+	log.Debug("membership", "chat_id", m.Chat.ID, "chat_type", m.Chat.Type, "status", m.NewChatMember.Type)
 }
 
 // reply sends an HTML message from bot b.
@@ -145,7 +134,7 @@ func (w *UpdateWorker) callback(ctx context.Context, b *botapi.Bot, q *models.Ca
 			answer = refusal
 		default:
 			answer = fmt.Sprintf("Cancelling job #%d…", id)
-			if _, err := river.ClientFromContext[pgx.Tx](ctx).JobCancel(ctx, id); errors.Is(err, rivertype.ErrNotFound) {
+			if _, err := w.d.River.JobCancel(ctx, id); errors.Is(err, rivertype.ErrNotFound) {
 				answer = fmt.Sprintf("No job #%d.", id)
 			} else if err != nil {
 				return fmt.Errorf("cancel job %d: %w", id, err)

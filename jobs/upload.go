@@ -13,7 +13,6 @@ import (
 	"github.com/go-telegram/bot"
 	"github.com/go-telegram/bot/models"
 	"github.com/gotd/td/tgerr"
-	"github.com/jackc/pgx/v5"
 	"github.com/riverqueue/river"
 
 	"github.com/ferry-dev/ferry/botapi"
@@ -84,7 +83,7 @@ func (w *UpdateWorker) upload(ctx context.Context, b *botapi.Bot, m *models.Mess
 	if err != nil {
 		return outcome(fmt.Errorf("send status message: %w", botapi.Redact(err, b.Token)))
 	}
-	_, err = river.ClientFromContext[pgx.Tx](ctx).Insert(ctx, UploadArgs{
+	_, err = w.d.River.Insert(ctx, UploadArgs{
 		BotID: b.ID, UpdateID: int64(m.ID), ChatID: m.Chat.ID, StatusID: status.ID, Path: path, Caption: caption,
 	}, nil)
 	if err != nil {

@@ -55,12 +55,12 @@ func TestUploadCommand(t *testing.T) {
 		cfg.MTProtoDCAddr, cfg.MTProtoPublicKey = mt.Addr(), keyPath
 		cfg.UploadRoots, cfg.UploadThreads = []string{root}, 4
 		d.Config = &cfg
-		clients, err := jobs.NewMTProtoClients(&cfg, d.Pool, d.Logger)
+		clients, err := jobs.NewMTProtoClients(&cfg, d.DB, d.Logger)
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { clients.Close() })
-		d.MTProto, d.UploadState = clients, mtproto.NewStateStore(d.Pool)
+		d.MTProto, d.UploadState = clients, mtproto.NewStateStore(d.DB)
 	})
 
 	// Refused at once: a missing file and one outside the roots.

@@ -9,10 +9,9 @@ import (
 	"time"
 
 	"github.com/go-telegram/bot/models"
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/riverqueue/river"
 
+	"github.com/ferry-dev/ferry/db"
 	"github.com/ferry-dev/ferry/db/dbtest"
 	"github.com/ferry-dev/ferry/index"
 	"github.com/ferry-dev/ferry/jobs"
@@ -29,7 +28,9 @@ const (
 
 type harness struct {
 	tg     *telegramtest.Server
-	client *river.Client[pgx.Tx]
+	client db.River
+	// db is the workers' database; its faults are off until a test sets one.
+	db *faultDB
 }
 
 // startWorkers runs real River workers on a fresh database against the Bot
@@ -39,10 +40,10 @@ func startWorkers(t *testing.T, configure ...func(*jobs.Deps)) *harness {
 	tg := telegramtest.NewServer(t)
 	tg.AddBot(workerToken)
 	tg.AddBot(otherToken)
-	pool := dbtest.New(t)
-	d := testDeps(t, pool, tg.URL(), map[string]string{"ADMIN_IDS": fmt.Sprint(admin), "CHANNEL_ID": fmt.Sprint(channel),
+	faulty := withFaults(dbtest.New(t))
+	d := testDeps(t, faulty, tg.URL(), map[string]string{"ADMIN_IDS": fmt.Sprint(admin), "CHANNEL_ID": fmt.Sprint(channel),
 		"BOT_TOKENS": workerToken + "," + otherToken})
-	ix, err := index.New(index.Options{Pool: pool, Logger: d.Logger})
+	ix, err := index.New(index.Options{DB: faulty, Logger: d.Logger})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -50,12 +51,12 @@ func startWorkers(t *testing.T, configure ...func(*jobs.Deps)) *harness {
 	for _, f := range configure {
 		f(d)
 	}
-	return &harness{tg: tg, client: startClient(t, d)}
+	return &harness{tg: tg, client: startClient(t, d), db: faulty}
 }
 
 // startClient starts a River client that works every queue for d; it stops
 // when the test ends.
-func startClient(t *testing.T, d *jobs.Deps) *river.Client[pgx.Tx] {
+func startClient(t *testing.T, d *jobs.Deps) db.River {
 	t.Helper()
 	client, err := jobs.NewClient(d, jobs.ClientOptions{Work: true})
 	if err != nil {
@@ -177,8 +178,7 @@ func command(id int64, from int64, text string) models.Update {
 // it; /get is sent by one bot, and when that bot is refused, by the other
 // with its own file_id.
 func TestFindAndGetWithFailover(t *testing.T) {
-	var pool *pgxpool.Pool
-	h := startWorkers(t, func(d *jobs.Deps) { pool = d.Pool })
+	h := startWorkers(t)
 	spec := telegramtest.FileSpec{Kind: telegramtest.KindDocument, Name: "Big Buck Bunny.mkv", MimeType: "video/x-matroska", Size: 734003200, UniqueKey: "bbb"}
 	refs := map[string]telegramtest.FileRef{workerToken: h.tg.AddFile(workerToken, spec), otherToken: h.tg.AddFile(otherToken, spec)}
 	for i, tok := range []string{workerToken, otherToken} {
@@ -197,7 +197,7 @@ func TestFindAndGetWithFailover(t *testing.T) {
 	}
 	uid := refs[workerToken].FileUniqueID
 	// The other bot's sighting may still be in its job: /get needs both.
-	for deadline := time.Now().Add(15 * time.Second); count(t, pool, `SELECT count(*) FROM file_bot_ids`) < 2; time.Sleep(20 * time.Millisecond) {
+	for deadline := time.Now().Add(15 * time.Second); len(holders(t, h.db, uid)) < 2; time.Sleep(20 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatal("the second bot's file_id was never recorded")
 		}
@@ -222,4 +222,14 @@ func TestFindAndGetWithFailover(t *testing.T) {
 	if sends[1].Params["document"] != want || sends[1].Params["chat_id"] != fmt.Sprint(admin) {
 		t.Fatalf("sent %+v, want file_id %s", sends[1].Params, want)
 	}
+}
+
+// holders lists the bots holding a file_id for a file.
+func holders(t *testing.T, d db.Executor, uniqueID string) []db.Holder {
+	t.Helper()
+	hs, err := d.HolderList(context.Background(), uniqueID, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return hs
 }

@@ -1,12 +1,23 @@
-// Package migrations holds ferry's own schema as goose SQL files, embedded so
-// the single binary can migrate any database it is pointed at. River's tables
-// are migrated separately by rivermigrate (see package db).
+// Package migrations holds ferry's own schema as goose SQL files, one folder
+// per dialect, embedded so the single binary can migrate any database it is
+// pointed at. River's tables are migrated by rivermigrate (see the drivers
+// in package db).
 package migrations
 
-import "embed"
+import (
+	"embed"
+	"io/fs"
+)
 
-// FS holds the numbered goose migrations (NNNNN_name.sql). Each package that
-// owns tables adds its own file; numbers are never reused.
-//
-//go:embed *.sql
-var FS embed.FS
+//go:embed postgres/*.sql
+var all embed.FS
+
+// Postgres is the Postgres schema: one baseline until the first release,
+// then numbered goose migrations (NNNNN_name.sql) on top of it.
+func Postgres() fs.FS {
+	sub, err := fs.Sub(all, "postgres")
+	if err != nil {
+		panic(err) // the folder is embedded above
+	}
+	return sub
+}

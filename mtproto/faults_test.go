@@ -146,12 +146,12 @@ func TestSessionReusedWithoutSecondLogin(t *testing.T) {
 	if n := srv.Logins(); n != 1 {
 		t.Fatalf("logins = %d, want 1 (session reused)", n)
 	}
-	var sealed []byte
-	if err := db.QueryRow(ctx, `SELECT data FROM mtproto_sessions WHERE bot_id = 123456`).Scan(&sealed); err != nil {
+	sealed, err := db.SessionGet(ctx, 123456)
+	if err != nil {
 		t.Fatal(err)
 	}
-	if len(sealed) < 100 {
-		t.Fatalf("stored session is %d bytes", len(sealed))
+	if len(sealed.Data) < 100 {
+		t.Fatalf("stored session is %d bytes", len(sealed.Data))
 	}
 	// A wrong SESSION_KEY cannot open it: the bot logs in again.
 	wrong, err := mtproto.NewSessionStore(db, 123456, "another-key")

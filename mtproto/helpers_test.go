@@ -14,8 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
-
+	"github.com/ferry-dev/ferry/db"
 	"github.com/ferry-dev/ferry/db/dbtest"
 	"github.com/ferry-dev/ferry/mtproto"
 	"github.com/ferry-dev/ferry/mtproto/mtprototest"
@@ -62,7 +61,7 @@ func testLogger(t testing.TB) *slog.Logger {
 
 type env struct {
 	srv    *mtprototest.Server
-	db     *pgxpool.Pool
+	db     db.Driver
 	client *mtproto.Client
 	store  *mtproto.StateStore
 	up     *mtproto.Uploader
@@ -71,9 +70,9 @@ type env struct {
 }
 
 // startClient logs a bot into srv with its session in db.
-func startClient(t testing.TB, ctx context.Context, addr string, keyPEM []byte, db *pgxpool.Pool, pool int) *mtproto.Client {
+func startClient(t testing.TB, ctx context.Context, addr string, keyPEM []byte, d db.Driver, pool int) *mtproto.Client {
 	t.Helper()
-	sess, err := mtproto.NewSessionStore(db, 123456, "test-session-key")
+	sess, err := mtproto.NewSessionStore(d, 123456, "test-session-key")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -128,23 +127,19 @@ func fileSHA(t testing.TB, path string) string {
 	return hex.EncodeToString(h.Sum(nil))
 }
 
-func newDB(t testing.TB) *pgxpool.Pool { return dbtest.New(t) }
+func newDB(t testing.TB) db.Driver { return dbtest.New(t) }
 
 // helperClient is the set-up shared by the re-executed child processes
 // (TestHelperProcess, TestHelperUploadProcess): the database, a started
 // client and the thread count, all from the FERRY_MT_* environment the
-// parent passes. The pool is closed when the test ends.
-func helperClient(t *testing.T, ctx context.Context) (*pgxpool.Pool, *mtproto.Client, int) {
+// parent passes. The database is closed when the test ends.
+func helperClient(t *testing.T, ctx context.Context) (db.Driver, *mtproto.Client, int) {
 	t.Helper()
-	db, err := pgxpool.New(ctx, os.Getenv("FERRY_MT_DB"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(db.Close)
+	d := dbtest.Open(t, os.Getenv("FERRY_MT_DB"))
 	key, err := os.ReadFile(os.Getenv("FERRY_MT_KEY"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	threads, _ := strconv.Atoi(os.Getenv("FERRY_MT_THREADS"))
-	return db, startClient(t, ctx, os.Getenv("FERRY_MT_ADDR"), key, db, threads), threads
+	return d, startClient(t, ctx, os.Getenv("FERRY_MT_ADDR"), key, d, threads), threads
 }

@@ -11,17 +11,17 @@ import (
 	"sync"
 
 	"github.com/gotd/td/session"
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/ferry-dev/ferry/db"
 )
 
 // SessionStore keeps one bot's MTProto session (auth key, DC, salt) in
-// Postgres, sealed with AES-256-GCM under a key derived from SESSION_KEY, so
+// the database, sealed with AES-256-GCM under a key derived from SESSION_KEY, so
 // a restart reuses the authorization instead of logging in again (Telegram
 // throttles bot logins) and a database dump alone cannot act as the bot.
 // It implements gotd's session.Storage.
 type SessionStore struct {
-	db    *pgxpool.Pool
+	db    db.Executor
 	botID int64
 	aead  cipher.AEAD
 
@@ -38,7 +38,7 @@ var _ session.Storage = (*SessionStore)(nil)
 // NewSessionStore returns the store for botID. sessionKey is the SESSION_KEY
 // secret; it must not be empty because an unencrypted session is a bearer
 // credential.
-func NewSessionStore(db *pgxpool.Pool, botID int64, sessionKey string) (*SessionStore, error) {
+func NewSessionStore(d db.Executor, botID int64, sessionKey string) (*SessionStore, error) {
 	if sessionKey == "" {
 		return nil, errors.New("session store: SESSION_KEY is empty")
 	}
@@ -51,7 +51,7 @@ func NewSessionStore(db *pgxpool.Pool, botID int64, sessionKey string) (*Session
 	if err != nil {
 		return nil, fmt.Errorf("session store: gcm: %w", err)
 	}
-	return &SessionStore{db: db, botID: botID, aead: aead, stored: make(chan struct{})}, nil
+	return &SessionStore{db: d, botID: botID, aead: aead, stored: make(chan struct{})}, nil
 }
 
 // additionalData binds a sealed session to its bot row, so swapping rows
@@ -63,15 +63,14 @@ func (s *SessionStore) additionalData() []byte {
 // LoadSession returns the decrypted session or session.ErrNotFound when the
 // bot has none yet (gotd then creates a new auth key).
 func (s *SessionStore) LoadSession(ctx context.Context) ([]byte, error) {
-	var nonce, data []byte
-	err := s.db.QueryRow(ctx, `SELECT nonce, data FROM mtproto_sessions WHERE bot_id = $1`, s.botID).Scan(&nonce, &data)
-	if errors.Is(err, pgx.ErrNoRows) {
+	sealed, err := s.db.SessionGet(ctx, s.botID)
+	if errors.Is(err, db.ErrNotFound) {
 		return nil, session.ErrNotFound
 	}
 	if err != nil {
-		return nil, fmt.Errorf("load session of bot %d: %w", s.botID, err)
+		return nil, err
 	}
-	plain, err := s.aead.Open(nil, nonce, data, s.additionalData())
+	plain, err := s.aead.Open(nil, sealed.Nonce, sealed.Data, s.additionalData())
 	if err != nil {
 		// Wrong SESSION_KEY or tampered row: treat as absent so the bot logs
 		// in again rather than failing forever.
@@ -87,12 +86,8 @@ func (s *SessionStore) StoreSession(ctx context.Context, data []byte) error {
 		return fmt.Errorf("store session: nonce: %w", err)
 	}
 	sealed := s.aead.Seal(nil, nonce, data, s.additionalData())
-	_, err := s.db.Exec(ctx, `
-INSERT INTO mtproto_sessions (bot_id, nonce, data, updated_at) VALUES ($1, $2, $3, now())
-ON CONFLICT (bot_id) DO UPDATE SET nonce = EXCLUDED.nonce, data = EXCLUDED.data, updated_at = now()`,
-		s.botID, nonce, sealed)
-	if err != nil {
-		return fmt.Errorf("store session of bot %d: %w", s.botID, err)
+	if err := s.db.SessionSave(ctx, db.Session{BotID: s.botID, Nonce: nonce, Data: sealed}); err != nil {
+		return err
 	}
 	s.storedOnce.Do(func() { close(s.stored) })
 	return nil

@@ -7,8 +7,7 @@ import (
 	"math/bits"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/ferry-dev/ferry/db"
 )
 
 // Bitmap is a set of part numbers, one bit per part, stored as bytea. It is
@@ -50,36 +49,28 @@ type UploadState struct {
 	CreatedAt  time.Time
 }
 
-// StateStore persists UploadState in Postgres (table mtproto_uploads).
+// StateStore persists UploadState in the database (table mtproto_uploads).
 type StateStore struct {
-	db *pgxpool.Pool
+	db db.Executor
 }
 
-// NewStateStore returns a store on db.
-func NewStateStore(db *pgxpool.Pool) *StateStore { return &StateStore{db: db} }
+// NewStateStore returns a store on d.
+func NewStateStore(d db.Executor) *StateStore { return &StateStore{db: d} }
 
 // Load returns the state for key, or ok=false when there is none.
 func (s *StateStore) Load(ctx context.Context, key string) (st *UploadState, ok bool, err error) {
-	st = &UploadState{Key: key}
-	var randomID *int64
-	var msgID *int32
-	err = s.db.QueryRow(ctx, `
-SELECT bot_id, file_id, size, part_size, total_parts, big, acked, random_id, message_id, created_at
-FROM mtproto_uploads WHERE key = $1`, key).Scan(
-		&st.BotID, &st.FileID, &st.Size, &st.PartSize, &st.TotalParts, &st.Big, (*[]byte)(&st.Acked), &randomID, &msgID, &st.CreatedAt)
-	if errors.Is(err, pgx.ErrNoRows) {
+	row, err := s.db.UploadStateGet(ctx, key)
+	if errors.Is(err, db.ErrNotFound) {
 		return nil, false, nil
 	}
 	if err != nil {
-		return nil, false, fmt.Errorf("load upload state %q: %w", key, err)
+		return nil, false, err
 	}
-	if randomID != nil {
-		st.RandomID = *randomID
-	}
-	if msgID != nil {
-		st.MessageID = int(*msgID)
-	}
-	return st, true, nil
+	return &UploadState{
+		Key: key, BotID: row.BotID, FileID: row.FileID, Size: row.Size, PartSize: row.PartSize,
+		TotalParts: row.TotalParts, Big: row.Big, Acked: Bitmap(row.Acked), RandomID: row.RandomID,
+		MessageID: row.MessageID, CreatedAt: row.CreatedAt,
+	}, true, nil
 }
 
 // Begin records a fresh attempt (new file id, no acked parts) for st.Key.
@@ -87,17 +78,14 @@ FROM mtproto_uploads WHERE key = $1`, key).Scan(
 // (or MessageID would be set), and keeping it means a crash between
 // choosing and using it can never yield two posts.
 func (s *StateStore) Begin(ctx context.Context, st *UploadState) error {
-	err := s.db.QueryRow(ctx, `
-INSERT INTO mtproto_uploads (key, bot_id, file_id, size, part_size, total_parts, big, acked, acked_count, created_at, updated_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, now(), now())
-ON CONFLICT (key) DO UPDATE SET bot_id = EXCLUDED.bot_id, file_id = EXCLUDED.file_id, size = EXCLUDED.size,
-  part_size = EXCLUDED.part_size, total_parts = EXCLUDED.total_parts, big = EXCLUDED.big,
-  acked = EXCLUDED.acked, acked_count = 0, created_at = now(), updated_at = now()
-RETURNING created_at, coalesce(random_id, 0)`,
-		st.Key, st.BotID, st.FileID, st.Size, st.PartSize, st.TotalParts, st.Big, []byte(st.Acked)).Scan(&st.CreatedAt, &st.RandomID)
+	created, randomID, err := s.db.UploadStateBegin(ctx, &db.UploadState{
+		Key: st.Key, BotID: st.BotID, FileID: st.FileID, Size: st.Size, PartSize: st.PartSize,
+		TotalParts: st.TotalParts, Big: st.Big, Acked: []byte(st.Acked),
+	})
 	if err != nil {
-		return fmt.Errorf("begin upload state %q: %w", st.Key, err)
+		return err
 	}
+	st.CreatedAt, st.RandomID = created, randomID
 	return nil
 }
 
@@ -106,66 +94,34 @@ RETURNING created_at, coalesce(random_id, 0)`,
 // of the new one. Commit is asynchronous: losing the last few milliseconds on
 // a database crash only costs re-sending those parts.
 func (s *StateStore) SaveAcked(ctx context.Context, key string, fileID int64, acked Bitmap) error {
-	// One round trip: the flush sits on the upload's critical path.
-	b := &pgx.Batch{}
-	b.Queue(`BEGIN`)
-	b.Queue(`SET LOCAL synchronous_commit = off`)
-	b.Queue(`UPDATE mtproto_uploads SET acked = $3, acked_count = $4, updated_at = now()
-WHERE key = $1 AND file_id = $2`, key, fileID, []byte(acked), acked.Count())
-	b.Queue(`COMMIT`)
-	if err := s.db.SendBatch(ctx, b).Close(); err != nil {
-		return fmt.Errorf("save acked parts of %q: %w", key, err)
-	}
-	return nil
+	return s.db.UploadStateSaveAcked(ctx, key, fileID, []byte(acked), acked.Count())
 }
 
 // EnsureRandomID returns the random_id of key's post, choosing and storing
 // gen() first when none is stored yet. It is durable before it returns, so it
-// runs before the first messages.sendMedia.
+// runs before the first messages.sendMedia. A file that was not uploaded
+// through the pipeline (e.g. a re-post by reference) gets a row that only
+// carries the post.
 func (s *StateStore) EnsureRandomID(ctx context.Context, key string, gen func() (int64, error)) (int64, error) {
 	id, err := gen()
 	if err != nil {
 		return 0, fmt.Errorf("random_id for %q: %w", key, err)
 	}
-	var got int64
-	err = s.db.QueryRow(ctx, `UPDATE mtproto_uploads SET random_id = coalesce(random_id, $2), updated_at = now()
-WHERE key = $1 RETURNING random_id`, key, id).Scan(&got)
-	if errors.Is(err, pgx.ErrNoRows) {
-		// Sending a file that was not uploaded through the pipeline (e.g. a
-		// re-post by reference): make a row that only carries the post.
-		err = s.db.QueryRow(ctx, `
-INSERT INTO mtproto_uploads (key, bot_id, file_id, size, part_size, total_parts, big, acked, random_id)
-VALUES ($1, 0, 0, 0, 0, 0, false, ''::bytea, $2)
-ON CONFLICT (key) DO UPDATE SET random_id = coalesce(mtproto_uploads.random_id, EXCLUDED.random_id)
-RETURNING random_id`, key, id).Scan(&got)
-	}
-	if err != nil {
-		return 0, fmt.Errorf("store random_id for %q: %w", key, err)
-	}
-	return got, nil
+	return s.db.UploadStateEnsureRandomID(ctx, key, id)
 }
 
 // MarkSent records the channel message id of key's post.
 func (s *StateStore) MarkSent(ctx context.Context, key string, messageID int) error {
-	if _, err := s.db.Exec(ctx, `UPDATE mtproto_uploads SET message_id = $2, updated_at = now() WHERE key = $1`, key, messageID); err != nil {
-		return fmt.Errorf("mark %q sent as message %d: %w", key, messageID, err)
-	}
-	return nil
+	return s.db.UploadStateMarkSent(ctx, key, messageID)
 }
 
-// Delete forgets key (after the caller has recorded the result elsewhere).
+// Delete, once the caller has recorded the result elsewhere, forgets key.
 func (s *StateStore) Delete(ctx context.Context, key string) error {
-	if _, err := s.db.Exec(ctx, `DELETE FROM mtproto_uploads WHERE key = $1`, key); err != nil {
-		return fmt.Errorf("delete upload state %q: %w", key, err)
-	}
-	return nil
+	return s.db.UploadStateDelete(ctx, key)
 }
 
 // Invalidate makes the next Upload of key start over with a new file id
 // (the random_id is kept).
 func (s *StateStore) Invalidate(ctx context.Context, key string) error {
-	if _, err := s.db.Exec(ctx, `UPDATE mtproto_uploads SET file_id = 0, updated_at = now() WHERE key = $1`, key); err != nil {
-		return fmt.Errorf("invalidate upload state %q: %w", key, err)
-	}
-	return nil
+	return s.db.UploadStateInvalidate(ctx, key)
 }

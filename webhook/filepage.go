@@ -7,9 +7,9 @@ import (
 	"net/http"
 	"regexp"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/labstack/echo/v4"
 
+	"github.com/ferry-dev/ferry/db"
 	"github.com/ferry-dev/ferry/index"
 )
 
@@ -48,7 +48,7 @@ func serveFile(files FileLookup) echo.HandlerFunc {
 			return c.String(http.StatusNotFound, "no such file\n")
 		}
 		f, err := files.GetFile(c.Request().Context(), id)
-		if errors.Is(err, pgx.ErrNoRows) {
+		if errors.Is(err, db.ErrNotFound) {
 			return c.String(http.StatusNotFound, "no such file\n")
 		}
 		if err != nil {

@@ -44,8 +44,8 @@ func newHandler(cfg *config.Config, intake Submitter, logger *slog.Logger, maxBo
 	return h
 }
 
-// serve answers 200 only once the update is committed as a job; anything
-// else makes Telegram deliver it again later, so nothing is lost.
+// serve answers 200 only once the intake has committed the update's job;
+// anything else makes Telegram deliver it again later, so nothing is lost.
 func (h *handler) serve(c echo.Context) error {
 	code, msg := h.accept(c)
 	h.metrics.request(code)
@@ -74,28 +74,28 @@ func (h *handler) accept(c echo.Context) (int, string) {
 		return http.StatusBadRequest, "cannot read body"
 	}
 	if int64(len(body)) > h.maxBody {
-		return http.StatusRequestEntityTooLarge, "update too large"
+		return http.StatusRequestEntityTooLarge, "request body too large"
 	}
 	id, sighting, err := ParseUpdate(body)
 	if err != nil {
 		return http.StatusBadRequest, err.Error()
 	}
 	if err := h.intake.Submit(c.Request().Context(), jobs.Update{BotID: b.ID, UpdateID: id, Raw: body, Sighting: sighting}); err != nil {
-		h.logger.Error("update not committed; Telegram will retry", "bot", b, "update_id", id, "err", err)
+		h.logger.Error("could not commit the update; Telegram will retry", "bot", b, "update_id", id, "err", err)
 		return http.StatusServiceUnavailable, "try again"
 	}
 	return http.StatusOK, ""
 }
 
-// ParseUpdate checks that body is an update our workers can decode and
-// returns its update_id and, for a file posted in a channel or group, the
-// sighting the index records. A malformed update is refused before it
-// becomes a job that could never succeed.
+// ParseUpdate, given a webhook body, checks that our workers can decode it
+// and returns its update_id and, for a file posted in a channel or group,
+// the sighting the index records. Malformed updates are refused before they
+// become jobs that could never succeed.
 //
 // Most updates are channel files (every bot in a channel sees every post),
 // and nothing decodes those again: they are read into the few fields the
-// index records (leanUpdate), a fraction of the cost of a models.Update.
-// Every other update is decoded whole, as its worker will decode it.
+// index records (updateLean), a fraction of the cost of a models.Update.
+// All other updates are decoded whole, as their workers will decode them.
 func ParseUpdate(body []byte) (int64, *jobs.Sighting, error) {
 	if id, s, ok := parseChannelFile(body); ok {
 		return id, s, nil
@@ -128,10 +128,10 @@ func parseFull(body []byte) (int64, *models.Update, error) {
 	return *u.UpdateID, &u.Update, nil
 }
 
-// leanUpdate is the part of an update that tells a channel file (see
+// updateLean holds the fields of updates that tell a channel file (see
 // jobs.Classify) and that the index records (index.PostFromMessage), with
 // the field names and types of models.Update.
-type leanUpdate struct {
+type updateLean struct {
 	UpdateID      *int64          `json:"update_id"`
 	Message       *leanMessage    `json:"message"`
 	ChannelPost   *leanMessage    `json:"channel_post"`
@@ -161,11 +161,11 @@ func (m *leanMessage) message() *models.Message {
 		Document: m.Document, Video: m.Video, Audio: m.Audio, Animation: m.Animation}
 }
 
-// parseChannelFile reads body as a leanUpdate; ok is true only for a
+// parseChannelFile reads body as an updateLean; ok is true only for a
 // channel file with its sighting. Anything else (including a body the lean
 // read refuses) is left to parseFull, which gives the error.
 func parseChannelFile(body []byte) (int64, *jobs.Sighting, bool) {
-	var l leanUpdate
+	var l updateLean
 	if jsonv2.Unmarshal(body, &l, jsonv1.DefaultOptionsV1()) != nil || l.UpdateID == nil || *l.UpdateID < 0 {
 		return 0, nil, false
 	}

@@ -5,8 +5,9 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/ferry-dev/ferry/db"
 )
 
 // Metrics are the webhook's Prometheus series. A nil *Metrics records nothing.
@@ -56,13 +57,14 @@ func (m *Metrics) ObserveCommit(n int, took time.Duration, err error) {
 
 // JobsCollector reports River jobs by state at scrape time.
 type JobsCollector struct {
-	Pool *pgxpool.Pool
-	desc *prometheus.Desc
+	river db.River
+	desc  *prometheus.Desc
 }
 
-// NewJobsCollector makes the collector; register it on the same registry.
-func NewJobsCollector(pool *pgxpool.Pool) *JobsCollector {
-	return &JobsCollector{Pool: pool, desc: prometheus.NewDesc("ferry_jobs", "River jobs by kind and state.", []string{"kind", "state"}, nil)}
+// NewJobsCollector makes the collector on r; register it on the same
+// registry as the other series.
+func NewJobsCollector(r db.River) *JobsCollector {
+	return &JobsCollector{river: r, desc: prometheus.NewDesc("ferry_jobs", "River jobs by state.", []string{"state"}, nil)}
 }
 
 // Describe implements prometheus.Collector.
@@ -72,16 +74,11 @@ func (c *JobsCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
 func (c *JobsCollector) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	rows, err := c.Pool.Query(ctx, `SELECT kind, state::text, count(*) FROM river_job GROUP BY kind, state`)
+	counts, err := c.river.JobCountByState(ctx)
 	if err != nil {
 		return
 	}
-	defer rows.Close()
-	for rows.Next() {
-		var kind, state string
-		var n int64
-		if rows.Scan(&kind, &state, &n) == nil {
-			ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(n), kind, state)
-		}
+	for state, n := range counts {
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(n), string(state))
 	}
 }

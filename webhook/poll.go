@@ -17,13 +17,15 @@ import (
 	"github.com/ferry-dev/ferry/jobs"
 )
 
-// AllowedUpdates are the update types ferry acts on, for setWebhook and
-// getUpdates alike.
-var AllowedUpdates = []string{"message", "channel_post", "callback_query", "my_chat_member"}
+// AllowedUpdates returns the types of updates ferry acts on, for setWebhook
+// and getUpdates alike.
+func AllowedUpdates() []string {
+	return []string{"message", "channel_post", "callback_query", "my_chat_member"}
+}
 
 // Poller receives updates with getUpdates, for machines with no public URL.
-// It confirms an update to Telegram (by advancing the offset) only after the
-// intake committed it, so a crash re-reads rather than loses updates.
+// It confirms updates to Telegram (by advancing the offset) only after the
+// intake committed them, so a crash re-reads rather than loses updates.
 type Poller struct {
 	bots    *botapi.Bots
 	apiURL  string
@@ -57,7 +59,7 @@ func (p *Poller) Run(ctx context.Context) {
 func (p *Poller) runBot(ctx context.Context, b *botapi.Bot) {
 	log := p.logger.With("bot", b.Bot)
 	if _, err := b.Client.DeleteWebhook(ctx, &bot.DeleteWebhookParams{DropPendingUpdates: false}); err != nil && ctx.Err() == nil {
-		log.Warn("delete webhook before polling", "err", botapi.Redact(err, b.Token))
+		log.Warn("deleteWebhook before polling", "err", botapi.Redact(err, b.Token))
 	}
 	var offset int64
 	backoff := time.Second
@@ -92,7 +94,7 @@ func (p *Poller) runBot(ctx context.Context, b *botapi.Bot) {
 }
 
 // submitAll commits a batch in parallel (one group commit) and fails if any
-// update failed, so the offset is not advanced past it.
+// of its updates failed, so the offset is not advanced past it.
 func (p *Poller) submitAll(ctx context.Context, b *botapi.Bot, updates []jobs.Update) error {
 	errs := make([]error, len(updates))
 	var wg sync.WaitGroup
@@ -113,7 +115,7 @@ func (p *Poller) submitAll(ctx context.Context, b *botapi.Bot, updates []jobs.Up
 // getUpdates is called directly rather than through go-telegram/bot, which
 // does not expose it and would re-encode updates: the raw bytes are kept.
 func (p *Poller) getUpdates(ctx context.Context, b *botapi.Bot, offset int64) ([]jobs.Update, error) {
-	req := map[string]any{"offset": offset, "timeout": int(p.timeout.Seconds()), "allowed_updates": AllowedUpdates}
+	req := map[string]any{"offset": offset, "timeout": int(p.timeout.Seconds()), "allowed_updates": AllowedUpdates()}
 	body, _ := json.Marshal(req)
 	r, err := http.NewRequestWithContext(ctx, http.MethodPost, p.apiURL+"/bot"+b.Token+"/getUpdates", bytes.NewReader(body))
 	if err != nil {
@@ -147,7 +149,7 @@ func (p *Poller) getUpdates(ctx context.Context, b *botapi.Bot, offset int64) ([
 	for _, raw := range ans.Result {
 		id, sighting, err := ParseUpdate(raw)
 		if err != nil {
-			// Telegram sent it, so it is an update type we do not know yet;
+			// Telegram sent it, so it is of a type we do not know yet;
 			// skip it rather than stall the bot forever.
 			p.logger.Warn("skip undecodable update", "bot", b.Bot, "err", err)
 			continue

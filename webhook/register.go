@@ -21,7 +21,7 @@ func Set(ctx context.Context, cfg *config.Config, bots *botapi.Bots, maxConnecti
 		_, err := b.Client.SetWebhook(ctx, &bot.SetWebhookParams{
 			URL:            URLFor(cfg, b.ID),
 			SecretToken:    cfg.WebhookSecretToken(b.ID),
-			AllowedUpdates: AllowedUpdates,
+			AllowedUpdates: AllowedUpdates(),
 			MaxConnections: maxConnections,
 		})
 		if err != nil {
@@ -49,8 +49,8 @@ func Info(ctx context.Context, bots *botapi.Bots) (map[int64]*models.WebhookInfo
 	return out, nil
 }
 
-// Delete removes every bot's webhook; pending updates are dropped only when
-// asked.
+// Delete, for every bot, removes its webhook; pending updates are dropped
+// only when asked.
 func Delete(ctx context.Context, bots *botapi.Bots, dropPending bool) error {
 	for _, b := range bots.All() {
 		if _, err := b.Client.DeleteWebhook(ctx, &bot.DeleteWebhookParams{DropPendingUpdates: dropPending}); err != nil {

@@ -20,7 +20,7 @@ import (
 	"github.com/ferry-dev/ferry/jobs"
 )
 
-// Submitter makes an update durable; jobs.Intake is the real one.
+// Submitter makes updates durable; jobs.Intake is the real one.
 type Submitter interface {
 	Submit(ctx context.Context, u jobs.Update) error
 }

@@ -12,9 +12,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
+	"github.com/riverqueue/river/rivertype"
 
 	"github.com/ferry-dev/ferry/config"
+	"github.com/ferry-dev/ferry/db"
 	"github.com/ferry-dev/ferry/db/dbtest"
 	"github.com/ferry-dev/ferry/telegramtest"
 	"github.com/ferry-dev/ferry/webhook"
@@ -30,6 +31,7 @@ const (
 type world struct {
 	tg     *telegramtest.Server
 	dbURL  string
+	db     db.Driver // the processes' database, for the test to look at
 	env    map[string]string
 	secret string
 }
@@ -37,6 +39,7 @@ type world struct {
 func newWorld(t *testing.T, extra map[string]string) *world {
 	t.Helper()
 	w := &world{tg: telegramtest.NewServer(t), dbURL: dbtest.NewURL(t)}
+	w.db = dbtest.Open(t, w.dbURL)
 	w.tg.AddBot(e2eToken)
 	w.env = map[string]string{
 		"DATABASE_URL":   w.dbURL,
@@ -70,19 +73,20 @@ func (w *world) post(t *testing.T, p *proc, secret string, body []byte) int {
 	return res.StatusCode
 }
 
-func (w *world) query(t *testing.T, q string, args ...any) int {
+// jobsOf lists the jobs of kind in states (every state when none).
+func (w *world) jobsOf(t *testing.T, kind string, states ...rivertype.JobState) []*rivertype.JobRow {
 	t.Helper()
-	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, w.dbURL)
+	return dbtest.Jobs(t, w.db, kind, states...)
+}
+
+// stats are the counts /stats shows of ferry's own tables.
+func (w *world) stats(t *testing.T) db.Stats {
+	t.Helper()
+	s, err := w.db.StatsCount(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close(ctx)
-	var n int
-	if err := conn.QueryRow(ctx, q, args...).Scan(&n); err != nil {
-		t.Fatal(err)
-	}
-	return n
+	return s
 }
 
 // sentTo returns the sendMessage calls to chatID that Telegram accepted.
@@ -124,7 +128,7 @@ func TestEndToEndWebhookToReply(t *testing.T) {
 	if !strings.Contains(replies[0].Params["text"], "ferry") || replies[0].Params["parse_mode"] != "HTML" {
 		t.Fatalf("reply %+v", replies[0].Params)
 	}
-	if n := w.query(t, `SELECT count(*) FROM river_job WHERE kind = 'update'`); n != 1 {
+	if n := len(w.jobsOf(t, "update")); n != 1 {
 		t.Fatalf("%d jobs for one update", n)
 	}
 
@@ -139,7 +143,7 @@ func TestEndToEndWebhookToReply(t *testing.T) {
 	if code := w.post(t, p, w.secret, []byte(`{"update_id":`)); code != 400 {
 		t.Fatalf("malformed JSON: %d", code)
 	}
-	if n := w.query(t, `SELECT count(*) FROM river_job WHERE kind = 'update'`); n != 1 {
+	if n := len(w.jobsOf(t, "update")); n != 1 {
 		t.Fatalf("%d jobs after bad input", n)
 	}
 
@@ -159,7 +163,7 @@ func TestEndToEndWebhookToReply(t *testing.T) {
 		n, _ := strconv.Atoi(m[2])
 		jobsTotal += n
 	}
-	drains := w.query(t, `SELECT count(*) FROM river_job WHERE kind = 'index_drain'`)
+	drains := len(w.jobsOf(t, "index_drain"))
 	if !strings.Contains(stats, "Updates received: 3") || jobsTotal < 3 || jobsTotal > 3+drains {
 		t.Fatalf("stats (%d jobs, %d of them drains at most): %q", jobsTotal, drains, stats)
 	}
@@ -192,7 +196,7 @@ func TestUpdateSurvivesCrashBeforeReply(t *testing.T) {
 	if n := len(w.sentTo(userID)); n != 0 {
 		t.Fatalf("web process replied itself (%d)", n)
 	}
-	if n := w.query(t, `SELECT count(*) FROM river_job WHERE kind = 'update' AND state = 'available'`); n != 1 {
+	if n := len(w.jobsOf(t, "update", rivertype.JobStateAvailable)); n != 1 {
 		t.Fatalf("%d durable jobs after the crash", n)
 	}
 	p := start(t, w.env, "serve")
@@ -224,7 +228,13 @@ func TestTooManyRequestsIsObeyed(t *testing.T) {
 		t.Fatalf("retried after %v, before retry_after", gap)
 	}
 	time.Sleep(300 * time.Millisecond)
-	if n := w.query(t, `SELECT count(*) FROM river_job WHERE kind = 'update' AND state = 'completed' AND attempt = 1`); n != 1 {
+	firstTry := 0
+	for _, j := range w.jobsOf(t, "update", rivertype.JobStateCompleted) {
+		if j.Attempt == 1 {
+			firstTry++
+		}
+	}
+	if firstTry != 1 {
 		t.Fatalf("job not completed on its first attempt (snoozes must not burn attempts)")
 	}
 }
@@ -259,7 +269,7 @@ func TestPollingMode(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	if n := w.query(t, `SELECT count(*) FROM received_updates`); n != 3 {
+	if n := w.stats(t).Updates; n != 3 {
 		t.Fatalf("%d updates recorded", n)
 	}
 }

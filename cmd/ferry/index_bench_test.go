@@ -17,9 +17,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/ferry-dev/ferry/config"
+	"github.com/ferry-dev/ferry/db"
 	"github.com/ferry-dev/ferry/db/dbtest"
 	"github.com/ferry-dev/ferry/r2"
 	"github.com/ferry-dev/ferry/r2/r2test"
@@ -100,7 +99,7 @@ func BenchmarkIndexEndToEnd(b *testing.B) {
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	var work [][]byte
 	for p := 1; p <= posts; p++ {
-		uid := fmt.Sprintf("AgADbench%06d", p)
+		_, uid := benchPost(p)
 		for slot := 1; slot <= 11; slot++ {
 			botID := int64(900000 + slot)
 			fid := telegramtest.EncodeFileID(telegramtest.KindDocument, 4, int64(p), int64(slot), nil)
@@ -176,36 +175,24 @@ func BenchmarkIndexEndToEnd(b *testing.B) {
 		}
 		go func() { done <- run(wctx, []string{"worker"}, io.Discard, io.Discard) }()
 	}
-	conn, err := pgx.Connect(context.Background(), dbURL)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer conn.Close(context.Background())
+	d := dbtest.Open(b, dbURL)
 	// The poll is cheap (the harness shares the machine with what it
-	// measures): replies are counted, and the work left is a few EXISTS;
-	// the file_ids are counted once nothing is left, and the R2 objects
-	// are read back after the timed part (checkObjects).
+	// measures): replies are counted, and the work left and the file_ids
+	// are read only once every post has its reply; the R2 objects are read
+	// back after the timed part (checkObjects).
 	var repliedAt time.Duration
 	for deadline := time.Now().Add(10 * time.Minute); ; time.Sleep(50 * time.Millisecond) {
-		var replied int
-		var busy bool
-		if err := conn.QueryRow(context.Background(), `SELECT (SELECT count(*) FROM channel_posts WHERE replied_at IS NOT NULL),
-			EXISTS (SELECT FROM sighting_batches) OR EXISTS (SELECT FROM post_sightings) OR EXISTS (SELECT FROM r2_pending)`).Scan(&replied, &busy); err != nil {
-			b.Fatal(err)
-		}
+		replied := benchReplied(b, d, posts)
 		if replied == posts && repliedAt == 0 {
 			repliedAt = time.Since(start)
 		}
-		if replied == posts && (!busy || noR2) {
-			var ids int
-			if err := conn.QueryRow(context.Background(), `SELECT count(*) FROM file_bot_ids`).Scan(&ids); err != nil {
-				b.Fatal(err)
-			}
-			if ids == posts*11 {
+		if replied == posts {
+			if busy, ids := benchWorkLeft(b, d, posts); (!busy || noR2) && ids == posts*11 {
 				break
 			}
 		}
 		if time.Now().After(deadline) {
+			busy, _ := benchWorkLeft(b, d, posts)
 			b.Fatalf("after 10 min: %d/%d replied, work left: %v", replied, posts, busy)
 		}
 	}
@@ -233,6 +220,57 @@ func BenchmarkIndexEndToEnd(b *testing.B) {
 	}
 	b.ReportMetric(float64(posts)/elapsed.Seconds(), "posts/s")
 	b.ReportMetric(float64(posts)/repliedAt.Seconds(), "posts_replied/s")
+}
+
+// benchPost is the channel post, and its file, of the bench's post p.
+func benchPost(p int) (db.PostRef, string) {
+	return db.PostRef{ChatID: -1001111111111, MessageID: int64(p)}, fmt.Sprintf("AgADbench%06d", p)
+}
+
+// benchReplied counts the bench's posts whose reply is recorded: those
+// claimed less those still waiting for their reply.
+func benchReplied(b *testing.B, d db.Driver, posts int) int {
+	var claims db.PostOutcomeManyParams
+	var refs []db.PostRef
+	for p := 1; p <= posts; p++ {
+		ref, uid := benchPost(p)
+		refs = append(refs, ref)
+		claims.ChatID, claims.MessageID = append(claims.ChatID, ref.ChatID), append(claims.MessageID, ref.MessageID)
+		claims.UniqueID = append(claims.UniqueID, uid)
+	}
+	claimed, err := d.PostOutcomeMany(context.Background(), &claims)
+	if err != nil {
+		b.Fatal(err)
+	}
+	pending, err := d.PostPendingReplyMany(context.Background(), refs)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return len(claimed) - len(pending)
+}
+
+// benchWorkLeft reports whether sightings wait for the drain or files for
+// their R2 write, and counts the file_ids the bench's files have.
+func benchWorkLeft(b *testing.B, d db.Driver, posts int) (busy bool, fileIDs int) {
+	stats, err := d.StatsCount(context.Background())
+	if err != nil {
+		b.Fatal(err)
+	}
+	var uids []string
+	for p := 1; p <= posts; p++ {
+		_, uid := benchPost(p)
+		uids = append(uids, uid)
+	}
+	files, err := d.FileSyncGetMany(context.Background(), uids)
+	if err != nil {
+		b.Fatal(err)
+	}
+	busy = stats.SightingsWaiting > 0
+	for _, f := range files {
+		busy = busy || f.Gen != 0
+		fileIDs += len(f.FileIDs)
+	}
+	return busy, fileIDs
 }
 
 // machineCPU is the CPU time the whole machine has spent so far, every

@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/go-telegram/bot/models"
-	"github.com/jackc/pgx/v5"
+	"github.com/riverqueue/river/rivertype"
 
 	"github.com/ferry-dev/ferry/r2"
 	"github.com/ferry-dev/ferry/r2/r2test"
@@ -138,22 +138,29 @@ func TestIndexElevenBotsOneReplyOneObject(t *testing.T) {
 	if len(replies) != 2 || !strings.Contains(plain(replies[1].Params["text"]), "File Already Exists") {
 		t.Fatalf("second post: %d replies, last %q", len(replies), replies[len(replies)-1].Params["text"])
 	}
-	if n := iw.query(t, `SELECT count(*) FROM files`); n != 1 {
+	if n := iw.stats(t).Files; n != 1 {
 		t.Fatalf("%d file rows", n)
 	}
 	// Sightings went through the intake to the drain, not a job per bot,
 	// and none is left.
-	if n := iw.query(t, `SELECT count(*) FROM river_job WHERE kind = 'update'`); n != 0 {
+	if n := len(iw.jobsOf(t, "update")); n != 0 {
 		t.Fatalf("%d update jobs for channel files", n)
 	}
-	if n := iw.query(t, `SELECT count(*) FROM river_job WHERE kind = 'index_drain'`); n < 1 || n >= 14 {
+	drains := iw.jobsOf(t, "index_drain")
+	if n := len(drains); n < 1 || n >= 14 {
 		t.Fatalf("%d index_drain jobs for 14 sightings: %s", n, iw.jobs(t))
 	}
-	if n := iw.query(t, `SELECT count(*) FROM river_job WHERE kind = 'index_drain' AND state <> 'completed'`); n != 0 {
-		t.Fatalf("%d index_drain jobs not completed: %s", n, iw.jobs(t))
+	notDone := 0
+	for _, j := range drains {
+		if j.State != rivertype.JobStateCompleted {
+			notDone++
+		}
 	}
-	if n := iw.query(t, `SELECT (SELECT count(*) FROM post_sightings) + (SELECT count(*) FROM sighting_batches)`); n != 0 {
-		t.Fatalf("%d sightings left unindexed", n)
+	if notDone != 0 {
+		t.Fatalf("%d index_drain jobs not completed: %s", notDone, iw.jobs(t))
+	}
+	if s := iw.stats(t); s.SightingsWaiting+s.SightingsFailed != 0 {
+		t.Fatalf("%d sightings left unindexed, %d refused", s.SightingsWaiting, s.SightingsFailed)
 	}
 }
 
@@ -173,7 +180,7 @@ func TestIndexSurvivesS3Outage(t *testing.T) {
 	}
 	// The R2 write fails (after the SDK's own retries) and waits to retry.
 	deadline = time.Now().Add(60 * time.Second)
-	for iw.query(t, `SELECT count(*) FROM river_job WHERE kind = 'r2_sync' AND state IN ('retryable', 'available', 'running', 'scheduled') AND errors IS NOT NULL`) == 0 {
+	for !iw.failing(t, "r2_sync") {
 		if time.Now().After(deadline) {
 			t.Fatalf("no failing R2 job while S3 is down; jobs: %s", iw.jobs(t))
 		}
@@ -186,33 +193,28 @@ func TestIndexSurvivesS3Outage(t *testing.T) {
 	}
 }
 
+// failing reports whether a job of kind has failed at least once and is
+// still to be run again.
+func (iw *indexWorld) failing(t *testing.T, kind string) bool {
+	t.Helper()
+	for _, j := range iw.jobsOf(t, kind, rivertype.JobStateRetryable, rivertype.JobStateAvailable,
+		rivertype.JobStateRunning, rivertype.JobStateScheduled) {
+		if len(j.Errors) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// jobs describes every job, for a failure message.
 func (iw *indexWorld) jobs(t *testing.T) string {
-	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, iw.dbURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
-	rows, err := conn.Query(ctx, `SELECT id, kind, state::text, attempt, errors::text FROM river_job ORDER BY id`)
-	if err != nil {
-		return err.Error()
-	}
+	t.Helper()
 	var sb strings.Builder
-	for rows.Next() {
-		var id int64
-		var kind, state string
-		var attempt int
-		var errs *string
-		if err := rows.Scan(&id, &kind, &state, &attempt, &errs); err != nil {
-			return err.Error()
+	for _, j := range iw.jobsOf(t, "") {
+		fmt.Fprintf(&sb, "\n#%d %s %s attempt %d", j.ID, j.Kind, j.State, j.Attempt)
+		for _, e := range j.Errors {
+			fmt.Fprintf(&sb, " [attempt %d: %s]", e.Attempt, e.Error)
 		}
-		fmt.Fprintf(&sb, "\n#%d %s %s attempt %d", id, kind, state, attempt)
-		if errs != nil {
-			sb.WriteString(" " + *errs)
-		}
-	}
-	if err := rows.Err(); err != nil {
-		return err.Error()
 	}
 	return sb.String()
 }

@@ -1,11 +1,11 @@
 // Command ferry moves big files into Telegram and keeps an index of them.
 //
-//	ferry [serve]                 webhook (or polling) + workers in one process
-//	ferry web                     HTTP only: webhook intake, health, metrics, River UI
-//	ferry worker                  workers only (plus health and metrics)
-//	ferry migrate                 apply River's and ferry's migrations and exit
-//	ferry webhook set|info|delete register each bot's webhook with Telegram
-//	ferry r2 sync                 rewrite every indexed file to the R2 bucket
+//	ferry [serve]                   webhook (or polling) + workers in one process
+//	ferry web                       HTTP only: webhook intake, health, metrics, River UI
+//	ferry worker                    workers only (plus health and metrics)
+//	ferry migrate                   apply River's and ferry's migrations and exit
+//	ferry webhook {set,info,delete} register each bot's webhook with Telegram
+//	ferry r2 sync                   rewrite every indexed file to the R2 bucket
 package main
 
 import (

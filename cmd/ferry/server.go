@@ -11,15 +11,14 @@ import (
 	"sync"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/riverqueue/river"
 	"riverqueue.com/riverui"
 
 	"github.com/ferry-dev/ferry/botapi"
+	"github.com/ferry-dev/ferry/botpool"
 	"github.com/ferry-dev/ferry/config"
+	"github.com/ferry-dev/ferry/db"
 	"github.com/ferry-dev/ferry/jobs"
 	"github.com/ferry-dev/ferry/mtproto"
 	"github.com/ferry-dev/ferry/webhook"
@@ -53,26 +52,27 @@ func runServer(ctx context.Context, logger *slog.Logger, m mode) error {
 	}
 	logger.Info("starting", "mode", m.String(), "config", cfg)
 
-	pool, err := openMigrated(ctx, cfg, logger)
+	d, err := openMigrated(ctx, cfg, logger)
 	if err != nil {
 		return err
 	}
-	defer pool.Close()
+	defer d.Close()
 	bots, err := botapi.New(cfg.Bots, cfg.BotAPIURL, nil, logger)
 	if err != nil {
 		return err
 	}
-	ix, r2Enabled, err := newIndex(cfg, pool, logger)
+	ix, r2Enabled, err := newIndex(cfg, d, logger)
 	if err != nil {
 		return err
 	}
-	deps := &jobs.Deps{Pool: pool, Config: cfg, Bots: bots, Logger: logger, Index: ix, R2Enabled: r2Enabled}
+	deps := &jobs.Deps{DB: d, Config: cfg, Bots: bots, Logger: logger, Index: ix,
+		Senders: botpool.New(d, logger), R2Enabled: r2Enabled}
 	if m != modeWeb {
-		mt, err := jobs.NewMTProtoClients(cfg, pool, logger)
+		mt, err := jobs.NewMTProtoClients(cfg, d, logger)
 		if err != nil {
 			logger.Warn("uploads disabled", "reason", err.Error())
 		} else {
-			deps.MTProto, deps.UploadState = mt, mtproto.NewStateStore(pool)
+			deps.MTProto, deps.UploadState = mt, mtproto.NewStateStore(d)
 			defer mt.Close()
 		}
 	}
@@ -82,7 +82,7 @@ func runServer(ctx context.Context, logger *slog.Logger, m mode) error {
 	}
 
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), webhook.NewJobsCollector(pool))
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), webhook.NewJobsCollector(client))
 	metrics := webhook.NewMetrics(reg)
 
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
@@ -92,11 +92,11 @@ func runServer(ctx context.Context, logger *slog.Logger, m mode) error {
 
 	var intake *jobs.Intake
 	if m != modeWorker {
-		intake = jobs.NewIntake(pool, client, logger, jobs.WithObserver(metrics.ObserveCommit), jobs.WithSightings(ix != nil))
+		intake = jobs.NewIntake(d, client, logger, jobs.WithObserver(metrics.ObserveCommit), jobs.WithSightings(ix != nil))
 		goRun(func() { intake.Run(runCtx) })
 	}
 	opts := webhook.Options{
-		Config: cfg, Ready: readiness(pool), Gatherer: reg, Metrics: metrics, Files: ix,
+		Config: cfg, Ready: readiness(d), Gatherer: reg, Metrics: metrics, Files: ix,
 		Logger: logger.With("component", "http"),
 	}
 	if intake != nil && cfg.UpdatesMode == "webhook" {
@@ -167,11 +167,11 @@ func runServer(ctx context.Context, logger *slog.Logger, m mode) error {
 func (m mode) String() string { return [...]string{"serve", "web", "worker"}[m] }
 
 // readiness checks the database answers. The schema was made current by
-// db.Migrate before the listener opened, and a newer deploy only adds to it,
+// Migrate before the listener opened, and a newer deploy only adds to it,
 // so the full migration check need not run on every probe.
-func readiness(pool *pgxpool.Pool) func(context.Context) error {
+func readiness(d db.Driver) func(context.Context) error {
 	return func(ctx context.Context) error {
-		if err := pool.Ping(ctx); err != nil {
+		if err := d.Ping(ctx); err != nil {
 			return fmt.Errorf("database: %w", err)
 		}
 		return nil
@@ -180,13 +180,13 @@ func readiness(pool *pgxpool.Pool) func(context.Context) error {
 
 // riverUI builds the River UI handler, or nil with a warning when no
 // credentials are configured: the UI never runs open.
-func riverUI(ctx context.Context, cfg *config.Config, client *river.Client[pgx.Tx], logger *slog.Logger) (http.Handler, error) {
+func riverUI(ctx context.Context, cfg *config.Config, client db.River, logger *slog.Logger) (http.Handler, error) {
 	if cfg.RiverUIUser == "" || cfg.RiverUIPassword == "" {
 		logger.Warn("River UI disabled: set RIVERUI_USER and RIVERUI_PASSWORD to enable /riverui")
 		return nil, nil
 	}
 	h, err := riverui.NewHandler(&riverui.HandlerOpts{
-		Endpoints: riverui.NewEndpoints(client, nil),
+		Endpoints: client.UIEndpoints(),
 		Logger:    logger.With("component", "riverui"),
 		Prefix:    "/riverui",
 	})
@@ -207,11 +207,11 @@ func runMigrate(ctx context.Context, logger *slog.Logger) error {
 	if err := cfg.Check(config.NeedDatabase); err != nil {
 		return err
 	}
-	pool, err := openMigrated(ctx, cfg, logger)
+	d, err := openMigrated(ctx, cfg, logger)
 	if err != nil {
 		return err
 	}
-	defer pool.Close()
+	defer d.Close()
 	logger.Info("migrations current")
 	return nil
 }

@@ -6,17 +6,16 @@ import (
 	"io"
 	"log/slog"
 
-	"github.com/jackc/pgx/v5/pgxpool"
-
 	"github.com/ferry-dev/ferry/config"
 	"github.com/ferry-dev/ferry/db"
+	"github.com/ferry-dev/ferry/db/dbpg"
 	"github.com/ferry-dev/ferry/index"
 	"github.com/ferry-dev/ferry/r2"
 )
 
-// newIndex builds the file index over pool, with R2 when it is configured.
-func newIndex(cfg *config.Config, pool *pgxpool.Pool, logger *slog.Logger) (*index.Indexer, bool, error) {
-	opts := index.Options{Pool: pool, Logger: logger.With("component", "index"), PublicURL: cfg.PublicURL}
+// newIndex builds the file index on d, with R2 when it is configured.
+func newIndex(cfg *config.Config, d db.Driver, logger *slog.Logger) (*index.Indexer, bool, error) {
+	opts := index.Options{DB: d, Logger: logger.With("component", "index"), PublicURL: cfg.PublicURL}
 	if cfg.R2.Enabled() {
 		store, err := r2.New(r2.Options{
 			Endpoint: cfg.R2.Endpoint, AccountID: cfg.R2.AccountID, Bucket: cfg.R2.Bucket,
@@ -56,12 +55,12 @@ func runR2(ctx context.Context, logger *slog.Logger, stdout io.Writer, args []st
 	if !cfg.R2.Enabled() {
 		return fmt.Errorf("missing required settings: R2_BUCKET and R2_ENDPOINT (or R2_ACCOUNT_ID)")
 	}
-	pool, err := openMigrated(ctx, cfg, logger)
+	d, err := openMigrated(ctx, cfg, logger)
 	if err != nil {
 		return err
 	}
-	defer pool.Close()
-	ix, _, err := newIndex(cfg, pool, logger)
+	defer d.Close()
+	ix, _, err := newIndex(cfg, d, logger)
 	if err != nil {
 		return err
 	}
@@ -76,14 +75,14 @@ func runR2(ctx context.Context, logger *slog.Logger, stdout io.Writer, args []st
 
 // openMigrated connects to DATABASE_URL and brings both schemas up to date;
 // every command that touches the database starts this way.
-func openMigrated(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*pgxpool.Pool, error) {
-	pool, err := db.Open(ctx, cfg.DatabaseURL)
+func openMigrated(ctx context.Context, cfg *config.Config, logger *slog.Logger) (db.Driver, error) {
+	d, err := dbpg.Open(ctx, cfg.DatabaseURL)
 	if err != nil {
 		return nil, err
 	}
-	if err := db.Migrate(ctx, pool, logger); err != nil {
-		pool.Close()
+	if err := d.Migrate(ctx, logger); err != nil {
+		d.Close()
 		return nil, err
 	}
-	return pool, nil
+	return d, nil
 }

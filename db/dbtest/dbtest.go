@@ -1,6 +1,10 @@
-// Package dbtest gives each test its own real Postgres database, cloned from a
-// template that is migrated once per schema version, so packages can run in
-// parallel without seeing each other's rows.
+// Package dbtest gives each test its own real, migrated database behind the
+// db.Driver interface, so packages can run in parallel without seeing each
+// other's rows, and helpers to look at what a test left there: its jobs
+// (through River's API) and a transaction rolled back at the end.
+//
+// On Postgres each database is cloned from a template that is migrated once
+// per schema version.
 //
 // The server is TEST_DATABASE_URL (default
 // postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable). When it cannot
@@ -22,10 +26,13 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 	"github.com/riverqueue/river/rivermigrate"
+	"github.com/riverqueue/river/rivertype"
 
 	"github.com/ferry-dev/ferry/db"
+	"github.com/ferry-dev/ferry/db/dbpg"
 	"github.com/ferry-dev/ferry/migrations"
 )
 
@@ -37,19 +44,62 @@ func AdminURL() string {
 	return "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
 }
 
-// New creates a fresh, fully migrated database for t and returns a pool on
-// it. The database is dropped when the test ends.
-func New(tb testing.TB) *pgxpool.Pool {
+// New creates a fresh, fully migrated database for tb and returns its
+// driver. The database is dropped when the test ends.
+func New(tb testing.TB) db.Driver {
 	tb.Helper()
-	url := NewURL(tb)
-	ctx := context.Background()
-	pool, err := pgxpool.New(ctx, url)
+	return Open(tb, NewURL(tb))
+}
+
+// Open returns a driver on url (from NewURL), closed when the test ends.
+func Open(tb testing.TB, url string) db.Driver {
+	tb.Helper()
+	pool, err := pgxpool.New(context.Background(), url)
 	if err != nil {
 		tb.Fatalf("dbtest: open %s: %v", url, err)
 	}
 	tb.Cleanup(pool.Close)
-	return pool
+	return dbpg.New(pool)
 }
+
+// Tx begins a transaction on d that is rolled back when the test ends.
+func Tx(tb testing.TB, d db.Driver) db.Tx {
+	tb.Helper()
+	tx, err := d.Begin(context.Background())
+	if err != nil {
+		tb.Fatalf("dbtest: begin: %v", err)
+	}
+	tb.Cleanup(func() { _ = tx.Rollback(context.Background()) })
+	return tx
+}
+
+// Jobs lists the jobs of kind (every kind when empty) in the given states
+// (every state when none), oldest first, through an insert-only River
+// client on d.
+func Jobs(tb testing.TB, d db.Driver, kind string, states ...rivertype.JobState) []*rivertype.JobRow {
+	tb.Helper()
+	rc, err := d.NewRiver(&river.Config{})
+	if err != nil {
+		tb.Fatalf("dbtest: river client: %v", err)
+	}
+	params := river.NewJobListParams().OrderBy(river.JobListOrderByID, river.SortOrderAsc).First(10000)
+	if kind != "" {
+		params = params.Kinds(kind)
+	}
+	if len(states) == 0 {
+		states = allStates
+	}
+	params = params.States(states...)
+	res, err := rc.JobList(context.Background(), params)
+	if err != nil {
+		tb.Fatalf("dbtest: list jobs: %v", err)
+	}
+	return res.Jobs
+}
+
+var allStates = []rivertype.JobState{rivertype.JobStateAvailable, rivertype.JobStateCancelled, rivertype.JobStateCompleted,
+	rivertype.JobStateDiscarded, rivertype.JobStatePending, rivertype.JobStateRetryable, rivertype.JobStateRunning,
+	rivertype.JobStateScheduled}
 
 // NewURL is New for code that opens its own pool (a child process, the
 // binary): it returns the URL of a fresh migrated database.
@@ -111,7 +161,7 @@ func buildTemplate(ctx context.Context, admin *pgx.Conn, tpl string) error {
 	if err != nil {
 		return err
 	}
-	err = db.Migrate(ctx, pool, slog.New(slog.DiscardHandler))
+	err = dbpg.New(pool).Migrate(ctx, slog.New(slog.DiscardHandler))
 	pool.Close()
 	if err != nil {
 		return err
@@ -126,11 +176,12 @@ func buildTemplate(ctx context.Context, admin *pgx.Conn, tpl string) error {
 // migration file gets a new template instead of a stale one.
 func schemaHash() string {
 	h := sha256.New()
-	_ = fs.WalkDir(migrations.FS, ".", func(path string, d fs.DirEntry, err error) error {
+	schema := migrations.Postgres()
+	_ = fs.WalkDir(schema, ".", func(path string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
 			return err
 		}
-		b, err := fs.ReadFile(migrations.FS, path)
+		b, err := fs.ReadFile(schema, path)
 		if err != nil {
 			return err
 		}

@@ -11,17 +11,19 @@ import (
 func TestNewIsMigratedAndIsolated(t *testing.T) {
 	ctx := context.Background()
 	a, b := dbtest.New(t), dbtest.New(t)
-	if err := db.Current(ctx, a); err != nil {
+	if err := a.Current(ctx); err != nil {
 		t.Fatalf("template not migrated: %v", err)
 	}
-	if _, err := a.Exec(ctx, "INSERT INTO received_updates (bot_id, update_id) VALUES (1, 1)"); err != nil {
+	if _, err := a.UpdateAcceptMany(ctx, &db.UpdateAcceptManyParams{Updates: []db.UpdateKey{{BotID: 1, UpdateID: 1}}}); err != nil {
 		t.Fatal(err)
 	}
-	var n int
-	if err := b.QueryRow(ctx, "SELECT count(*) FROM received_updates").Scan(&n); err != nil {
-		t.Fatal(err)
-	}
-	if n != 0 {
-		t.Fatalf("databases share rows: %d", n)
+	for name, d := range map[string]db.Driver{"a": a, "b": b} {
+		s, err := d.StatsCount(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := map[string]int64{"a": 1, "b": 0}[name]; s.Updates != want {
+			t.Fatalf("database %s counts %d updates, want %d: databases share rows", name, s.Updates, want)
+		}
 	}
 }

@@ -1,23 +1,29 @@
-package index
+package dbpg_test
 
 import (
 	"context"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/ferry-dev/ferry/db/dbpg"
 	"github.com/ferry-dev/ferry/db/dbtest"
 )
 
-// The batch runs as one implicit transaction, so the local settings apply
-// to the statements queued after them, and to nothing else.
-func TestExecAsyncCommitSettingsAreLocal(t *testing.T) {
-	pool := dbtest.New(t)
+// On the pool the batch runs as one implicit transaction, so the local
+// settings apply to the statements queued after them, and to nothing else.
+func TestAsyncCommitSettingsAreLocal(t *testing.T) {
 	ctx := context.Background()
+	pool, err := pgxpool.New(ctx, dbtest.NewURL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
 	if _, err := pool.Exec(ctx, `CREATE TABLE t (v text)`); err != nil {
 		t.Fatal(err)
 	}
-	err := execAsyncCommit(ctx, pool, func(b *pgx.Batch) {
+	err = dbpg.New(pool).AsyncCommit(ctx, func(b *pgx.Batch) {
 		b.Queue(`INSERT INTO t SELECT current_setting('synchronous_commit') || ' ' || current_setting('plan_cache_mode')`)
 	})
 	if err != nil {

@@ -1,0 +1,128 @@
+// Package botpool chooses which bot sends a file: every bot that holds its
+// own file_id for it, the least loaded and not in flood wait first, failing
+// over to the next. /get uses it now; uploads and streaming links will.
+// Load is shared through the database, so every process ranks bots alike.
+package botpool
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/go-telegram/bot"
+	"github.com/gotd/td/tgerr"
+
+	"github.com/ferry-dev/ferry/db"
+)
+
+// Holder is a bot that holds its own file_id for a file and can send it.
+type Holder = db.Holder
+
+// Pool ranks and tries the bots that hold a file.
+type Pool struct {
+	db    db.Executor
+	log   *slog.Logger
+	lease time.Duration
+}
+
+// New builds a Pool on d; logger may be nil.
+func New(d db.Executor, logger *slog.Logger) *Pool {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	return &Pool{db: d, log: logger, lease: sendLease}
+}
+
+// sendLease is how long a send counts as in flight at most: far longer than
+// any send by file_id takes, so only a send whose process died is cut short.
+const sendLease = 10 * time.Minute
+
+// Holders lists the bots that can send a file, best first: bots not in
+// flood wait before those that are, then fewest sends in flight (from every
+// process), then least recently used (so equal bots take turns), then slot.
+func (p *Pool) Holders(ctx context.Context, uniqueID string) ([]Holder, error) {
+	hs, err := p.db.HolderList(ctx, uniqueID, p.lease)
+	if err != nil {
+		return nil, fmt.Errorf("botpool: %w", err)
+	}
+	return hs, nil
+}
+
+// ErrNoHolder is returned by Send when no bot could send.
+var ErrNoHolder = errors.New("botpool: no bot could send the file")
+
+// Send calls send with each holder in order until one succeeds, and returns
+// the holder that did. Each attempt is counted (in flight while it runs,
+// then a send or a failure), and a flood-wait error (Bot API 429
+// retry_after, or MTProto FLOOD_WAIT) puts that bot in flood wait so
+// Holders ranks it last until the wait is over. Holders still in flood wait
+// are tried only after all others failed. When every holder fails the
+// errors are joined under ErrNoHolder.
+func (p *Pool) Send(ctx context.Context, holders []Holder, send func(context.Context, Holder) error) (Holder, error) {
+	if len(holders) == 0 {
+		return Holder{}, fmt.Errorf("%w: nobody holds it", ErrNoHolder)
+	}
+	now := time.Now()
+	order := make([]Holder, 0, len(holders))
+	var waiting []Holder
+	for _, h := range holders {
+		if h.FloodWaitUntil.After(now) {
+			waiting = append(waiting, h)
+			continue
+		}
+		order = append(order, h)
+	}
+	order = append(order, waiting...)
+
+	errs := []error{ErrNoHolder}
+	for _, h := range order {
+		if err := ctx.Err(); err != nil {
+			return Holder{}, fmt.Errorf("botpool: send: %w", err)
+		}
+		lease := p.begin(ctx, h.BotID)
+		err := send(ctx, h)
+		p.end(ctx, h.BotID, lease, err)
+		if err == nil {
+			return h, nil
+		}
+		p.log.WarnContext(ctx, "send failed; trying the next bot",
+			slog.Int("slot", h.Slot), slog.Int64("bot_id", h.BotID), slog.Any("err", err))
+		errs = append(errs, fmt.Errorf("slot %d (bot %d): %w", h.Slot, h.BotID, err))
+	}
+	return Holder{}, errors.Join(errs...)
+}
+
+// FloodWait extracts how long a bot must wait from a Bot API 429 or an
+// MTProto FLOOD_WAIT error.
+func FloodWait(err error) (time.Duration, bool) {
+	var tmr *bot.TooManyRequestsError
+	if errors.As(err, &tmr) {
+		return time.Duration(tmr.RetryAfter) * time.Second, true
+	}
+	if d, ok := tgerr.AsFloodWait(err); ok {
+		return d, true
+	}
+	return 0, false
+}
+
+// Load accounting is best effort: a failed write is logged and never fails
+// the send it describes. begin returns the lease to end (0 if none).
+func (p *Pool) begin(ctx context.Context, botID int64) int64 {
+	lease, err := p.db.BotSendLease(context.WithoutCancel(ctx), botID, p.lease)
+	if err != nil {
+		p.log.WarnContext(ctx, "bot load: begin", slog.Int64("bot_id", botID), slog.Any("err", err))
+	}
+	return lease
+}
+
+func (p *Pool) end(ctx context.Context, botID, lease int64, sendErr error) {
+	r := &db.BotSendReleaseParams{BotID: botID, Lease: lease, OK: sendErr == nil}
+	if d, ok := FloodWait(sendErr); ok {
+		r.FloodWaitUntil = time.Now().Add(d)
+	}
+	if err := p.db.BotSendRelease(context.WithoutCancel(ctx), r); err != nil {
+		p.log.WarnContext(ctx, "bot load: end", slog.Int64("bot_id", botID), slog.Any("err", err))
+	}
+}
