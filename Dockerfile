@@ -1,6 +1,12 @@
 # syntax=docker/dockerfile:1
 # ferry: one static Go binary (pure-Go Postgres/SQLite drivers, migrations embedded)
 # on a slim Debian with ffmpeg for video probing and thumbnails.
+#
+# Database: with DATABASE_URL set, Postgres; that is what separate `web` and
+# `worker` processes (fly.toml's process groups) need. Without it, the embedded
+# SQLite database at $DATA_DIR/ferry.db (/data/ferry.db): one `serve` process
+# only (a second one on the same DATA_DIR is refused), and /data must be a
+# volume or the database goes with the container.
 
 # ---- build ----
 FROM golang:1.26-bookworm AS build

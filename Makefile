@@ -15,12 +15,21 @@ vet:
 	$(GO) vet ./...
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
 
-# Tests need PostgreSQL (started or installed by scripts/ensure-postgres.sh)
-# and build the versitygw S3 server themselves; a missing service fails them.
+# The integration tests run twice, a matrix over the database driver:
+# every package on Postgres (started or installed by
+# scripts/ensure-postgres.sh), then the packages whose tests use a database
+# (dbtest) on the embedded SQLite. They build the versitygw S3 server
+# themselves; a missing service fails them.
+DB_PACKAGES = $(GO) list -f '{{.ImportPath}} {{join .TestImports " "}} {{join .XTestImports " "}}' ./... | \
+	awk '/ferry\/db\/dbtest/ && $$1 !~ /\/db\/(dbpg|dbsqlite|dbtest)$$/ {print $$1}'
+
 test: vet
 	@$(GO) tool -n versitygw >/dev/null || { echo "make test: cannot build the versitygw S3 server (go tool versitygw)"; exit 1; }
 	@url=$$(scripts/ensure-postgres.sh) && \
-	TEST_DATABASE_URL=$$url $(GO) test -count=1 -timeout $(TEST_TIMEOUT) -p 2 ./...
+	echo "== tests on Postgres" && \
+	TEST_DATABASE_URL=$$url FERRY_TEST_DB=postgres $(GO) test -count=1 -timeout $(TEST_TIMEOUT) -p 2 ./... && \
+	echo "== tests on SQLite" && \
+	TEST_DATABASE_URL=$$url FERRY_TEST_DB=sqlite $(GO) test -count=1 -timeout $(TEST_TIMEOUT) -p 2 $$($(DB_PACKAGES))
 
 # Benchmarks: figures are reported as ratios measured in one run.
 bench:

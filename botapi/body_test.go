@@ -143,7 +143,10 @@ func TestConnectionsAreReused(t *testing.T) {
 		}
 		wg.Wait()
 	}
-	if n := len(conns); n > 8 {
+	// Eight suffice; a round can start before the last one's connections
+	// are back in the idle pool, so a few more are allowed. Without reuse
+	// beyond Go's two idle per host it takes about 8 + 4×6 = 32.
+	if n := len(conns); n > 12 {
 		t.Fatalf("%d connections for 40 calls, 8 at a time", n)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"regexp"
 	"sort"
 	"strconv"
@@ -63,7 +64,7 @@ type Config struct {
 	Port             int     `env:"PORT" envDefault:"8080"`
 	PublicURL        string  `env:"PUBLIC_URL"`
 	WebhookSecret    string  `env:"WEBHOOK_SECRET"`
-	UpdatesMode      string  `env:"UPDATES_MODE" envDefault:"webhook"`
+	UpdatesMode      string  `env:"UPDATES_MODE"`
 	BotAPIURL        string  `env:"BOT_API_URL" envDefault:"https://api.telegram.org"`
 	MTProtoDCAddr    string  `env:"MTPROTO_DC_ADDR"`
 	MTProtoPublicKey string  `env:"MTPROTO_PUBLIC_KEY"`
@@ -114,6 +115,9 @@ func FromMap(environ map[string]string) (*Config, error) {
 	}
 	cfg.Bots = bots
 	cfg.UpdatesMode = strings.ToLower(strings.TrimSpace(cfg.UpdatesMode))
+	if cfg.UpdatesMode == "" {
+		cfg.UpdatesMode = defaultUpdatesMode(cfg)
+	}
 	if cfg.UpdatesMode != "webhook" && cfg.UpdatesMode != "poll" {
 		return nil, fmt.Errorf("config: UPDATES_MODE must be webhook or poll, got %q", cfg.UpdatesMode)
 	}
@@ -125,12 +129,26 @@ func FromMap(environ map[string]string) (*Config, error) {
 	return cfg, nil
 }
 
+// defaultUpdatesMode is webhook, except on a machine set up for no webhook
+// at all (neither PUBLIC_URL nor WEBHOOK_SECRET): there Telegram could not
+// reach ferry, so it long-polls, and a laptop or Colab runs with a bot token
+// alone.
+func defaultUpdatesMode(c *Config) string {
+	if c.PublicURL == "" && c.WebhookSecret == "" {
+		return "poll"
+	}
+	return "webhook"
+}
+
+// DatabasePath is the embedded database's file, used when DATABASE_URL is
+// empty.
+func (c *Config) DatabasePath() string { return filepath.Join(c.DataDir, "ferry.db") }
+
 // Need names what a command requires; Check reports every missing one at once.
 type Need int
 
 const (
 	NeedBots Need = iota
-	NeedDatabase
 	NeedWebhookSecret
 	NeedPublicURL
 )
@@ -143,10 +161,6 @@ func (c *Config) Check(needs ...Need) error {
 		case NeedBots:
 			if len(c.Bots) == 0 {
 				missing = append(missing, "BOT_TOKENS (or BOT_TOKEN)")
-			}
-		case NeedDatabase:
-			if c.DatabaseURL == "" {
-				missing = append(missing, "DATABASE_URL (the embedded database is not available yet)")
 			}
 		case NeedWebhookSecret:
 			if c.WebhookSecret == "" {

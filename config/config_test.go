@@ -66,8 +66,8 @@ func TestCheckNamesEveryMissingSetting(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = cfg.Check(config.NeedBots, config.NeedDatabase, config.NeedWebhookSecret)
-	for _, name := range []string{"BOT_TOKENS", "DATABASE_URL", "WEBHOOK_SECRET"} {
+	err = cfg.Check(config.NeedBots, config.NeedWebhookSecret, config.NeedPublicURL)
+	for _, name := range []string{"BOT_TOKENS", "WEBHOOK_SECRET", "PUBLIC_URL"} {
 		if err == nil || !strings.Contains(err.Error(), name) {
 			t.Fatalf("error %v does not name %s", err, name)
 		}
@@ -88,8 +88,29 @@ func TestDotenvIsReadAndEnvironmentWins(t *testing.T) {
 	if cfg.Port != 7777 || cfg.ChannelID != -100123 || !cfg.IsAdmin(2) || cfg.IsAdmin(3) || len(cfg.UploadRoots) != 2 {
 		t.Fatalf("cfg = %+v", cfg)
 	}
-	if cfg.R2.Folder != "linkerz" || cfg.UploadThreads != 8 || cfg.UpdatesMode != "webhook" {
+	if cfg.R2.Folder != "linkerz" || cfg.UploadThreads != 8 || cfg.UpdatesMode != "poll" || cfg.DatabasePath() != "data/ferry.db" {
 		t.Fatalf("defaults not applied: %+v", cfg)
+	}
+}
+
+// Webhooks are the default once the machine is set up for them; with
+// neither PUBLIC_URL nor WEBHOOK_SECRET nothing could reach it, so it polls.
+// UPDATES_MODE, when set, wins.
+func TestUpdatesModeDefault(t *testing.T) {
+	for _, tc := range []struct {
+		env  map[string]string
+		want string
+	}{
+		{map[string]string{}, "poll"},
+		{map[string]string{"WEBHOOK_SECRET": "s"}, "webhook"},
+		{map[string]string{"PUBLIC_URL": "https://ferry.example"}, "webhook"},
+		{map[string]string{"PUBLIC_URL": "https://ferry.example", "UPDATES_MODE": "poll"}, "poll"},
+		{map[string]string{"UPDATES_MODE": "Webhook"}, "webhook"},
+	} {
+		cfg, err := config.FromMap(tc.env)
+		if err != nil || cfg.UpdatesMode != tc.want {
+			t.Fatalf("%v: mode %q, %v; want %q", tc.env, cfg.UpdatesMode, err, tc.want)
+		}
 	}
 }
 

@@ -196,6 +196,8 @@ type BotLoad struct {
 type Stats struct {
 	Updates, UpdatesDay int64 // accepted, in all and in the current hour and the 23 before
 	Files               int64
+	PostsReplied        int64 // channel posts whose reply is recorded
+	R2Pending           int64 // files whose record waits for a write
 	SightingsWaiting    int64
 	SightingsFailed     int64
 }

@@ -164,7 +164,8 @@ func (w *UpdateWorker) stats(ctx context.Context) (string, error) {
 	}
 	sb.WriteString(strings.Join(counts, "\n"))
 	fmt.Fprintf(&sb, "\n<b>Bots</b>: %d", len(w.d.Bots.All()))
-	fmt.Fprintf(&sb, "\n<b>Index</b>: %d files; %d sightings waiting", st.Files, st.SightingsWaiting)
+	fmt.Fprintf(&sb, "\n<b>Index</b>: %d files; %d posts answered; %d sightings waiting; %d records waiting for their write",
+		st.Files, st.PostsReplied, st.SightingsWaiting, st.R2Pending)
 	if st.SightingsFailed > 0 {
 		fmt.Fprintf(&sb, "; %d could not be indexed (send /retry sightings to try again)", st.SightingsFailed)
 	}

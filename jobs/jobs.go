@@ -43,7 +43,8 @@ type Deps struct {
 	Index *index.Indexer
 	// Senders picks the bot that sends a file (/get); nil disables /get.
 	Senders *botpool.Pool
-	// R2Enabled queues R2 writes for new file_ids (R2 is configured).
+	// R2Enabled queues record writes for new file_ids (the index has a
+	// record store: the R2 bucket, or the local folder without one).
 	R2Enabled bool
 	// MTProto gives each bot's MTProto client; nil disables uploads.
 	MTProto *MTProtoClients

@@ -30,7 +30,6 @@ const (
 
 type world struct {
 	tg     *telegramtest.Server
-	dbURL  string
 	db     db.Driver // the processes' database, for the test to look at
 	env    map[string]string
 	secret string
@@ -38,15 +37,16 @@ type world struct {
 
 func newWorld(t *testing.T, extra map[string]string) *world {
 	t.Helper()
-	w := &world{tg: telegramtest.NewServer(t), dbURL: dbtest.NewURL(t)}
-	w.db = dbtest.Open(t, w.dbURL)
+	w := &world{tg: telegramtest.NewServer(t), env: dbtest.NewEnv(t)}
+	w.db = dbtest.OpenEnv(t, w.env)
 	w.tg.AddBot(e2eToken)
-	w.env = map[string]string{
-		"DATABASE_URL":   w.dbURL,
+	for k, v := range map[string]string{
 		"BOT_TOKENS":     e2eToken,
 		"WEBHOOK_SECRET": "e2e-master-secret",
 		"BOT_API_URL":    w.tg.URL(),
 		"ADMIN_IDS":      fmt.Sprint(adminID),
+	} {
+		w.env[k] = v
 	}
 	for k, v := range extra {
 		w.env[k] = v

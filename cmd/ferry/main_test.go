@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -60,9 +61,16 @@ func freePort(tb testing.TB) int {
 // relevant environment) in a temp dir, and stops it at test end.
 func start(tb testing.TB, env map[string]string, args ...string) *proc {
 	tb.Helper()
+	return startIn(tb, tb.TempDir(), env, args...)
+}
+
+// startIn is start in the working directory dir (whose ./data is the
+// default DATA_DIR), for a process that restarts where the last one was.
+func startIn(tb testing.TB, dir string, env map[string]string, args ...string) *proc {
+	tb.Helper()
 	p := &proc{port: freePort(tb), done: make(chan struct{})}
 	p.cmd = exec.Command(binary, args...)
-	p.cmd.Dir = tb.TempDir()
+	p.cmd.Dir = dir
 	p.cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME"), fmt.Sprintf("PORT=%d", p.port)}
 	for k, v := range env {
 		p.cmd.Env = append(p.cmd.Env, k+"="+v)
@@ -139,17 +147,34 @@ func (p *proc) kill() {
 	<-p.done
 }
 
+// With nothing configured the only thing missing is a bot token (the
+// database is embedded, updates are polled); asked for webhooks, ferry also
+// names the secret. Nothing is created before the check fails.
 func TestMissingSettingsAreNamed(t *testing.T) {
-	cmd := exec.Command(binary, "serve")
-	cmd.Dir = t.TempDir()
-	cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
-	out, err := cmd.CombinedOutput()
-	if err == nil {
-		t.Fatal("serve started with no configuration")
-	}
-	for _, name := range []string{"BOT_TOKENS", "DATABASE_URL", "WEBHOOK_SECRET"} {
-		if !strings.Contains(string(out), name) {
-			t.Fatalf("error does not name %s: %s", name, out)
+	for _, tc := range []struct {
+		env  []string
+		want []string
+	}{
+		{nil, []string{"BOT_TOKENS"}},
+		{[]string{"UPDATES_MODE=webhook"}, []string{"BOT_TOKENS", "WEBHOOK_SECRET"}},
+	} {
+		cmd := exec.Command(binary, "serve")
+		cmd.Dir = t.TempDir()
+		cmd.Env = append([]string{"PATH=" + os.Getenv("PATH")}, tc.env...)
+		out, err := cmd.CombinedOutput()
+		if err == nil {
+			t.Fatalf("%v: serve started without a bot token", tc.env)
+		}
+		for _, name := range tc.want {
+			if !strings.Contains(string(out), name) {
+				t.Fatalf("%v: error does not name %s: %s", tc.env, name, out)
+			}
+		}
+		if strings.Contains(string(out), "DATABASE_URL") {
+			t.Fatalf("%v: DATABASE_URL named as missing: %s", tc.env, out)
+		}
+		if _, err := os.Stat(filepath.Join(cmd.Dir, "data")); !errors.Is(err, os.ErrNotExist) {
+			t.Fatalf("%v: DATA_DIR made before the settings were checked (%v)", tc.env, err)
 		}
 	}
 }

@@ -43,7 +43,7 @@ func runServer(ctx context.Context, logger *slog.Logger, m mode) error {
 	if err != nil {
 		return err
 	}
-	needs := []config.Need{config.NeedBots, config.NeedDatabase}
+	needs := []config.Need{config.NeedBots}
 	if m != modeWorker && cfg.UpdatesMode == "webhook" {
 		needs = append(needs, config.NeedWebhookSecret)
 	}
@@ -61,12 +61,12 @@ func runServer(ctx context.Context, logger *slog.Logger, m mode) error {
 	if err != nil {
 		return err
 	}
-	ix, r2Enabled, err := newIndex(cfg, d, logger)
+	ix, err := newIndex(cfg, d, logger)
 	if err != nil {
 		return err
 	}
 	deps := &jobs.Deps{DB: d, Config: cfg, Bots: bots, Logger: logger, Index: ix,
-		Senders: botpool.New(d, logger), R2Enabled: r2Enabled}
+		Senders: botpool.New(d, logger), R2Enabled: true}
 	if m != modeWeb {
 		mt, err := jobs.NewMTProtoClients(cfg, d, logger)
 		if err != nil {
@@ -202,9 +202,6 @@ func riverUI(ctx context.Context, cfg *config.Config, client db.River, logger *s
 func runMigrate(ctx context.Context, logger *slog.Logger) error {
 	cfg, err := loadConfig()
 	if err != nil {
-		return err
-	}
-	if err := cfg.Check(config.NeedDatabase); err != nil {
 		return err
 	}
 	d, err := openMigrated(ctx, cfg, logger)

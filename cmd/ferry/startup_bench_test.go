@@ -15,12 +15,13 @@ import (
 //
 //	go test -run '^$' -bench StartupToReady -benchtime 1x ./cmd/ferry/
 func BenchmarkStartupToReady(b *testing.B) {
-	url := dbtest.NewURL(b)
-	env := map[string]string{
-		"DATABASE_URL":   url,
+	env := dbtest.NewEnv(b)
+	for k, v := range map[string]string{
 		"BOT_TOKENS":     "4242:AAH" + strings.Repeat("s", 32),
 		"WEBHOOK_SECRET": "s",
 		"BOT_API_URL":    "http://127.0.0.1:1",
+	} {
+		env[k] = v
 	}
 	for i := 0; i < b.N; i++ {
 		var times []time.Duration

@@ -13,7 +13,7 @@ import (
 // TestDriver runs the conformance suite on Postgres, whose transactions
 // write concurrently.
 func TestDriver(t *testing.T) {
-	drivertest.Run(t, func(t *testing.T) db.Driver { return dbtest.New(t) },
+	drivertest.Run(t, func(t *testing.T) db.Driver { return dbtest.NewPostgres(t) },
 		drivertest.Capabilities{ConcurrentWriters: true})
 }
 
@@ -21,7 +21,7 @@ func TestDriver(t *testing.T) {
 // puts a new batch in the slot an old one freed, ahead of older ones in the
 // table's pages; the batches still come in arrival order.
 func TestSightingBatchTakeOrderAfterVacuum(t *testing.T) {
-	d := dbtest.New(t)
+	d := dbtest.NewPostgres(t)
 	ctx := t.Context()
 	accept := func(msg int64) {
 		t.Helper()

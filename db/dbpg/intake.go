@@ -254,8 +254,11 @@ func (e executor) StatsCount(ctx context.Context) (db.Stats, error) {
     (SELECT coalesce(sum(n), 0) FROM update_counts),
     (SELECT coalesce(sum(n), 0) FROM update_counts WHERE hour > now() - interval '24 hours'),
     (SELECT count(*) FROM files),
+    (SELECT count(*) FROM channel_posts WHERE replied_at IS NOT NULL),
+    (SELECT count(*) FROM r2_pending),
     (SELECT coalesce(sum(n), 0) FROM sighting_batches),
-    (SELECT count(*) FROM sighting_failures)`).Scan(&s.Updates, &s.UpdatesDay, &s.Files, &s.SightingsWaiting, &s.SightingsFailed)
+    (SELECT count(*) FROM sighting_failures)`).Scan(&s.Updates, &s.UpdatesDay, &s.Files, &s.PostsReplied, &s.R2Pending,
+		&s.SightingsWaiting, &s.SightingsFailed)
 	if err != nil {
 		return db.Stats{}, fmt.Errorf("count stats: %w", err)
 	}

@@ -48,7 +48,7 @@ func schema(t *testing.T, pool *pgxpool.Pool) []string {
 // made, Current then reports the migration pending, and Up again makes the
 // same schema, which works.
 func TestBaselineDownAndUp(t *testing.T) {
-	d := dbtest.New(t)
+	d := dbtest.NewPostgres(t)
 	ctx := t.Context()
 	pool := d.(*dbpg.Driver).Pool()
 	sqlDB := stdlib.OpenDBFromPool(pool)

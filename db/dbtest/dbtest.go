@@ -3,13 +3,17 @@
 // other's rows, and helpers to look at what a test left there: its jobs
 // (through River's API) and a transaction rolled back at the end.
 //
-// On Postgres each database is cloned from a template that is migrated once
-// per schema version.
+// FERRY_TEST_DB picks the backend the integration tests run on: "postgres"
+// (the default) or "sqlite"; `make test` runs them on both. Tests of one
+// backend itself (its driver, its migrations) name it: NewPostgres,
+// NewSQLite.
 //
-// The server is TEST_DATABASE_URL (default
-// postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable). When it cannot
-// be reached the test fails: it never skips, because a green run without a
-// database would prove nothing.
+// On Postgres each database is cloned from a template that is migrated once
+// per schema version. The server is TEST_DATABASE_URL (default
+// postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable). When it
+// cannot be reached the test fails: it never skips, because a green run
+// without a database would prove nothing. On SQLite each database is a file
+// in the test's temporary directory.
 package dbtest
 
 import (
@@ -21,6 +25,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -33,6 +38,7 @@ import (
 
 	"github.com/ferry-dev/ferry/db"
 	"github.com/ferry-dev/ferry/db/dbpg"
+	"github.com/ferry-dev/ferry/db/dbsqlite"
 	"github.com/ferry-dev/ferry/migrations"
 )
 
@@ -44,14 +50,66 @@ func AdminURL() string {
 	return "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
 }
 
-// New creates a fresh, fully migrated database for tb and returns its
-// driver. The database is dropped when the test ends.
+// Backend is the backend of this test run: "postgres" or "sqlite".
+func Backend() string {
+	if b := os.Getenv("FERRY_TEST_DB"); b != "" {
+		return b
+	}
+	return "postgres"
+}
+
+// New creates a fresh, fully migrated database of the run's backend for tb
+// and returns its driver. The database is dropped when the test ends.
 func New(tb testing.TB) db.Driver {
+	tb.Helper()
+	switch Backend() {
+	case "postgres":
+		return NewPostgres(tb)
+	case "sqlite":
+		return NewSQLite(tb)
+	}
+	tb.Fatalf("dbtest: FERRY_TEST_DB=%q: want postgres or sqlite", Backend())
+	return nil
+}
+
+// NewPostgres is New on Postgres, whatever the run's backend.
+func NewPostgres(tb testing.TB) db.Driver {
 	tb.Helper()
 	return Open(tb, NewURL(tb))
 }
 
-// Open returns a driver on url (from NewURL), closed when the test ends.
+// NewEnv makes a fresh database of the run's backend for a ferry process
+// and returns the settings that point the process at it: DATABASE_URL on
+// Postgres, DATA_DIR (the embedded database's directory) on SQLite.
+func NewEnv(tb testing.TB) map[string]string {
+	tb.Helper()
+	if Backend() == "sqlite" {
+		dir := tb.TempDir()
+		d := openSQLite(tb, filepath.Join(dir, "ferry.db"))
+		d.Close() // migrated; the process takes the file
+		return map[string]string{"DATA_DIR": dir, "DATABASE_URL": ""}
+	}
+	return map[string]string{"DATABASE_URL": NewURL(tb)}
+}
+
+// OpenEnv opens the database a process was pointed at with env (from
+// NewEnv) for the test to look at while the process runs; on SQLite
+// read-only, beside the process that owns the file.
+func OpenEnv(tb testing.TB, env map[string]string) db.Driver {
+	tb.Helper()
+	if url := env["DATABASE_URL"]; url != "" {
+		return Open(tb, url)
+	}
+	d, err := dbsqlite.OpenReadOnly(context.Background(), filepath.Join(env["DATA_DIR"], "ferry.db"))
+	if err != nil {
+		tb.Fatalf("dbtest: %v", err)
+	}
+	tb.Cleanup(d.Close)
+	return d
+}
+
+// Open returns a Postgres driver on url (from NewURL), closed when the test
+// ends.
 func Open(tb testing.TB, url string) db.Driver {
 	tb.Helper()
 	pool, err := pgxpool.New(context.Background(), url)
@@ -101,8 +159,8 @@ var allStates = []rivertype.JobState{rivertype.JobStateAvailable, rivertype.JobS
 	rivertype.JobStateDiscarded, rivertype.JobStatePending, rivertype.JobStateRetryable, rivertype.JobStateRunning,
 	rivertype.JobStateScheduled}
 
-// NewURL is New for code that opens its own pool (a child process, the
-// binary): it returns the URL of a fresh migrated database.
+// NewURL is NewPostgres for code that opens its own pool (a child
+// process): it returns the URL of a fresh migrated Postgres database.
 func NewURL(tb testing.TB) string {
 	tb.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -212,4 +270,38 @@ func randHex(n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
+}
+
+// NewSQLite is New on SQLite, whatever the run's backend: a migrated
+// database file in tb's temporary directory.
+func NewSQLite(tb testing.TB) db.Driver {
+	tb.Helper()
+	d := openSQLite(tb, filepath.Join(tb.TempDir(), "ferry.db"))
+	tb.Cleanup(d.Close)
+	return d
+}
+
+func openSQLite(tb testing.TB, path string) *dbsqlite.Driver {
+	tb.Helper()
+	ctx := context.Background()
+	d, err := dbsqlite.Open(ctx, path)
+	if err != nil {
+		tb.Fatalf("dbtest: %v", err)
+	}
+	if err := d.Migrate(ctx, slog.New(slog.DiscardHandler)); err != nil {
+		d.Close()
+		tb.Fatalf("dbtest: migrate %s: %v", path, err)
+	}
+	return d
+}
+
+// SkipUnlessConcurrentWriters skips a test that stages two transactions
+// writing at once, on a backend that runs them one after another (SQLite):
+// there the race it stages cannot happen, and holding one transaction while
+// starting another would wait forever.
+func SkipUnlessConcurrentWriters(tb testing.TB) {
+	tb.Helper()
+	if Backend() == "sqlite" {
+		tb.Skip("SQLite runs one transaction at a time: the concurrent case this test stages cannot happen there")
+	}
 }

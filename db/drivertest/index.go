@@ -244,6 +244,13 @@ func testPostMarkRepliedMany(t *testing.T, s *suite) {
 	equal(t, "marked", got, refs(p1, p2))
 	equal(t, "marked again", mark(t, d, replied(p1, 103)), nil)
 	equal(t, "pending after marking", pending(t, d, ref(p1), ref(p2)), nil)
+	outs := must(d.PostOutcomeMany(t.Context(), &db.PostOutcomeManyParams{ChatID: []int64{chat, chat}, MessageID: []int64{p1.MessageID, p2.MessageID},
+		UniqueID: []string{p1.UniqueID, p2.UniqueID}})).of(t)
+	replies := map[int64]int64{}
+	for _, o := range outs {
+		replies[o.MessageID] = o.ReplyMessageID
+	}
+	equal(t, "reply messages recorded (the first mark of each post)", replies, map[int64]int64{p1.MessageID: 101, p2.MessageID: 100})
 
 	txMatters(t, d, func(tx db.Tx) { equal(t, "marked in a transaction", mark(t, tx, replied(p3, 104)), refs(p3)) },
 		func() { equal(t, "pending after Rollback", refsOf(pending(t, d, ref(p3))), refs(p3)) },

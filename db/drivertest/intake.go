@@ -274,5 +274,11 @@ func testStatsCount(t *testing.T, s *suite) {
 	accept(t, d, &db.UpdateAcceptManyParams{Counter: 2, Updates: keys(1, 3)})
 	fail(t, d, post(2, "uB", 1))
 	index(t, d, post(10, "uX", 1), post(11, "uY", 1))
-	equal(t, "stats", stats(t, d), db.Stats{Updates: 5, UpdatesDay: 5, Files: 2, SightingsWaiting: 2, SightingsFailed: 1})
+	mark(t, d, replied(post(10, "uX", 1), 500))
+	equal(t, "stats", stats(t, d), db.Stats{Updates: 5, UpdatesDay: 5, Files: 2, PostsReplied: 1, R2Pending: 2,
+		SightingsWaiting: 2, SightingsFailed: 1})
+	if err := d.R2PendingDeleteMany(t.Context(), []db.R2Written{{UniqueID: "uX", Gen: gen(t, d, "uX")}}); err != nil {
+		t.Fatal(err)
+	}
+	equal(t, "records waiting after one write", stats(t, d).R2Pending, int64(1))
 }
