@@ -82,7 +82,19 @@ func BenchmarkIndexEndToEnd(b *testing.B) {
 	if os.Getenv("FERRY_BENCH_INGEST_ONLY") != "" || split {
 		mode = "web"
 	}
-	go func() { done <- run(ctx, []string{mode}, io.Discard, io.Discard) }()
+	// FERRY_BENCH_LOG=file keeps ferry's log (warnings and errors) there,
+	// to check for database errors under load (SQLITE_BUSY, deadlocks).
+	var logTo io.Writer = io.Discard
+	if path := os.Getenv("FERRY_BENCH_LOG"); path != "" {
+		f, err := os.Create(path)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer f.Close()
+		logTo = f
+		b.Setenv("LOG_LEVEL", "warn")
+	}
+	go func() { done <- run(ctx, []string{mode}, io.Discard, logTo) }()
 	defer func() { cancel(); <-done }()
 	base := fmt.Sprintf("http://127.0.0.1:%d", port)
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(10 * time.Millisecond) {
@@ -176,7 +188,7 @@ func BenchmarkIndexEndToEnd(b *testing.B) {
 			pprof.StartCPUProfile(f)
 			defer func() { pprof.StopCPUProfile(); f.Close() }()
 		}
-		go func() { done <- run(wctx, []string{"worker"}, io.Discard, io.Discard) }()
+		go func() { done <- run(wctx, []string{"worker"}, io.Discard, logTo) }()
 	}
 	d := dbtest.OpenEnv(b, dbEnv)
 	// The poll is cheap (the harness shares the machine with what it
