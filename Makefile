@@ -34,7 +34,8 @@ test: vet
 # Benchmarks: figures are reported as ratios measured in one run.
 bench:
 	@url=$$(scripts/ensure-postgres.sh) && \
-	TEST_DATABASE_URL=$$url FERRY_BENCH_POSTS=5000 $(GO) test -run '^$$' -bench 'WebhookIngest|IndexEndToEnd|StartupToReady' -benchtime 1x -timeout 60m ./webhook/ ./cmd/ferry/ && \
+	for be in postgres sqlite; do echo "== $$be"; \
+	TEST_DATABASE_URL=$$url FERRY_TEST_DB=$$be FERRY_BENCH_POSTS=5000 $(GO) test -run '^$$' -bench 'WebhookIngest|IndexEndToEnd|StartupToReady' -benchtime 1x -timeout 60m ./webhook/ ./cmd/ferry/ || exit 1; done && \
 	$(GO) test -run '^$$' -bench 'ParseUpdate|Put' ./webhook/ ./r2/ && \
 	TEST_DATABASE_URL=$$url $(GO) test -run '^$$' -bench 'BenchmarkIndex(Many)?ElevenBots$$' -benchtime 3000x -timeout 30m ./index/ && \
 	TEST_DATABASE_URL=$$url $(GO) test -run '^$$' -bench 'BenchmarkUpload(VsStock|Latency|2000MiB)' -benchtime 3x -timeout 30m ./mtproto/

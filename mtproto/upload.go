@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"math"
 	mrand "math/rand/v2"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -454,10 +455,16 @@ func (r *run) do(ctx context.Context) error {
 // produce reads parts in order and hands the missing ones to workers. A
 // part starts only when a window token is free.
 func (r *run) produce(ctx context.Context, jobs chan<- job) error {
+	// The parts to skip are those acknowledged before this run: a part
+	// this run sends is acknowledged only after produce has passed it, and
+	// workers set bits in the shared bitmap (under mu) meanwhile.
+	r.mu.Lock()
+	before := slices.Clone(r.acked)
+	r.mu.Unlock()
 	var skip []byte
 	for i := 0; i < r.st.TotalParts; i++ {
 		n := r.partLen(i)
-		if r.acked.Has(i) {
+		if before.Has(i) {
 			if r.req.Reader != nil {
 				// A stream must be read through; hash it for small files.
 				if skip == nil {
