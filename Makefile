@@ -9,7 +9,7 @@ run:
 	@scripts/run.sh
 
 build:
-	$(GO) build -o bin/ferry ./cmd/ferry
+	$(GO) build -buildvcs=auto -o bin/ferry ./cmd/ferry
 
 vet:
 	$(GO) vet ./...

@@ -14,5 +14,5 @@ if [ -z "$(envval BOT_TOKENS)$(envval BOT_TOKEN)" ]; then
   echo "make run: set BOT_TOKENS (or BOT_TOKEN) in the environment or in .env (see .env.example)" >&2
   exit 2
 fi
-go build -o bin/ferry ./cmd/ferry
+go build -buildvcs=auto -o bin/ferry ./cmd/ferry
 exec ./bin/ferry serve

@@ -5,7 +5,9 @@
 //	ferry worker                    workers only (plus health and metrics)
 //	ferry migrate                   apply River's and ferry's migrations and exit
 //	ferry webhook {set,info,delete} register each bot's webhook with Telegram
-//	ferry r2 sync                   rewrite every indexed file to the R2 bucket
+//	ferry r2 sync                   copy local records, then every indexed file, to the R2 bucket
+//	ferry version                   the version and VCS revision
+//	ferry <command> --help          what a command does; changes nothing
 package main
 
 import (
@@ -16,6 +18,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strings"
 	"syscall"
 )
@@ -38,13 +41,92 @@ type usageError struct{ msg string }
 
 func (u usageError) Error() string { return u.msg }
 
-const usage = `usage: ferry [serve|web|worker|migrate|webhook set|webhook info|webhook delete|r2 sync]`
+const usage = `usage: ferry <command> [flags]
+
+commands:
+  serve            webhook (or long polling) and workers in one process (the default)
+  web              HTTP only: the webhook intake, health, metrics, River UI
+  worker           workers only (plus /healthz and /metrics)
+  migrate          apply River's and ferry's migrations and exit
+  webhook set      register PUBLIC_URL/tg/{bot id} with each bot's secret token
+  webhook info     show what Telegram has registered for each bot
+  webhook delete   remove each bot's webhook
+  r2 sync          copy local records, then every indexed file, to the R2 bucket
+  version          print the version and VCS revision
+  help             this text
+
+ferry <command> --help describes a command and changes nothing.`
+
+// serverEnv is what the server commands read from the environment (and
+// .env), for their --help.
+const serverEnv = `
+environment (a .env file in the working directory is read too):
+  BOT_TOKENS        comma-separated bot tokens (slots b_1..b_N); required
+  DATABASE_URL      Postgres URL; empty: the embedded SQLite in DATA_DIR/ferry.db
+  DATA_DIR          local state (embedded database, records without R2); ./data
+  PORT              HTTP port; 8080
+  UPDATES_MODE      webhook or poll; unset: webhook when PUBLIC_URL or WEBHOOK_SECRET is set
+  PUBLIC_URL, WEBHOOK_SECRET   the webhook's address and master secret
+  ADMIN_IDS         Telegram user ids allowed to run admin commands
+  R2_BUCKET, R2_ENDPOINT (or R2_ACCOUNT_ID), R2_ACCESS_KEY_ID, R2_SECRET_ACCESS_KEY, R2_FOLDER
+  API_ID, API_HASH, SESSION_KEY, CHANNEL_ID, UPLOAD_ROOTS   uploads over MTProto
+  RIVERUI_USER, RIVERUI_PASSWORD   basic auth for /riverui (off without both)`
+
+// commandHelp is a command's --help; ok is false for an unknown command.
+func commandHelp(name string) (help string, ok bool) {
+	switch name {
+	case "serve":
+		return "usage: ferry serve\n\nRuns the webhook (or long polling) and the workers in one process: the\ndefault command. Migrates the database at start-up.\n" + serverEnv, true
+	case "web":
+		return "usage: ferry web\n\nRuns HTTP only: the webhook intake, /healthz, /readyz, /metrics, the River\nUI. Jobs wait for a `ferry worker` (Postgres only: SQLite admits one process).\n" + serverEnv, true
+	case "worker":
+		return "usage: ferry worker\n\nRuns the workers only, with /healthz and /metrics (Postgres only beside a\n`ferry web`: SQLite admits one process).\n" + serverEnv, true
+	case "migrate":
+		return "usage: ferry migrate\n\nApplies River's and ferry's migrations to DATABASE_URL (or the embedded\ndatabase in DATA_DIR) and exits.", true
+	case "webhook":
+		return "usage: ferry webhook set [--max-connections N] | info | delete [--drop-pending]\n\nset     registers PUBLIC_URL/tg/{bot id} for every bot, with its secret token\n        derived from WEBHOOK_SECRET and --max-connections (1-100, default 40)\ninfo    shows what Telegram has registered (never the secret)\ndelete  removes every bot's webhook; --drop-pending also drops the updates\n        Telegram still holds", true
+	case "r2":
+		return "usage: ferry r2 sync\n\nCopies the records kept in DATA_DIR/r2 while no bucket was configured to the\nR2 bucket, then rewrites every indexed file there (create, or merge into an\nobject that exists). Needs R2_BUCKET and R2_ENDPOINT (or R2_ACCOUNT_ID).", true
+	case "version":
+		return "usage: ferry version\n\nPrints ferry's module version and the VCS revision it was built from.", true
+	case "help":
+		return usage, true
+	}
+	return "", false
+}
+
+// wantsHelp reports whether args ask for a command's help.
+func wantsHelp(args []string) bool {
+	for _, a := range args {
+		if a == "-h" || a == "-help" || a == "--help" {
+			return true
+		}
+	}
+	return false
+}
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	logger := newLogger(stderr)
 	cmd := "serve"
 	if len(args) > 0 {
 		cmd, args = args[0], args[1:]
+	}
+	if cmd == "-h" || cmd == "--help" || cmd == "-help" {
+		cmd = "help"
+	}
+	help, known := commandHelp(cmd)
+	if !known {
+		return usageError{fmt.Sprintf("unknown command %q\n%s", cmd, usage)}
+	}
+	if cmd == "help" || wantsHelp(args) {
+		fmt.Fprintln(stdout, help)
+		return nil
+	}
+	logger := newLogger(stderr)
+	switch cmd {
+	case "serve", "web", "worker", "migrate", "version":
+		if len(args) > 0 {
+			return usageError{fmt.Sprintf("ferry %s takes no arguments, got %q\n%s", cmd, args, help)}
+		}
 	}
 	switch cmd {
 	case "serve":
@@ -55,18 +137,43 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runServer(ctx, logger, modeWorker)
 	case "migrate":
 		return runMigrate(ctx, logger)
+	case "version":
+		fmt.Fprintln(stdout, version())
+		return nil
 	case "webhook":
 		if len(args) == 0 {
-			return usageError{usage}
+			return usageError{help}
 		}
 		return runWebhook(ctx, logger, stdout, args[0], args[1:])
-	case "r2":
-		return runR2(ctx, logger, stdout, args)
-	case "help", "-h", "--help":
-		fmt.Fprintln(stdout, usage)
-		return nil
 	}
-	return usageError{fmt.Sprintf("unknown command %q\n%s", cmd, usage)}
+	return runR2(ctx, logger, stdout, args)
+}
+
+// version is the module version and VCS revision the binary was built
+// from, as Go records them.
+func version() string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "ferry (no build information)"
+	}
+	v := "ferry " + bi.Main.Version
+	var rev, at, dirty string
+	for _, s := range bi.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.time":
+			at = s.Value
+		case "vcs.modified":
+			if s.Value == "true" {
+				dirty = ", modified"
+			}
+		}
+	}
+	if rev != "" {
+		v += fmt.Sprintf(" (revision %s, %s%s)", rev, at, dirty)
+	}
+	return v + " " + bi.GoVersion
 }
 
 func newLogger(w io.Writer) *slog.Logger {

@@ -193,3 +193,49 @@ func TestMalformedTokenStopsStartWithoutLeakingIt(t *testing.T) {
 func runCLI(out *bytes.Buffer, args ...string) error {
 	return run(context.Background(), args, out, io.Discard)
 }
+
+// Every command's --help (and help itself) prints its usage, exits 0 and
+// does nothing: no database is created, nothing is contacted. Unknown
+// commands and stray arguments are usage errors (exit 2).
+func TestHelpOfEveryCommandChangesNothing(t *testing.T) {
+	env := []string{"PATH=" + os.Getenv("PATH"), "BOT_TOKENS=700300:AAH-help-token-0123456789abcdefghijk",
+		"BOT_API_URL=http://127.0.0.1:9", "R2_BUCKET=b", "R2_ENDPOINT=http://127.0.0.1:9"}
+	runIn := func(args ...string) (string, int) {
+		t.Helper()
+		dir := t.TempDir()
+		cmd := exec.Command(binary, args...)
+		cmd.Dir = dir
+		cmd.Env = env
+		out, err := cmd.CombinedOutput()
+		code := 0
+		var exit *exec.ExitError
+		if errors.As(err, &exit) {
+			code = exit.ExitCode()
+		} else if err != nil {
+			t.Fatalf("%v: %v", args, err)
+		}
+		if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+			t.Fatalf("ferry %v left %d entries in its directory (%s): it did something", args, len(entries), entries[0].Name())
+		}
+		return string(out), code
+	}
+	for _, args := range [][]string{{"help"}, {"--help"}, {"-h"}, {"serve", "--help"}, {"web", "-h"}, {"worker", "--help"},
+		{"migrate", "--help"}, {"webhook", "--help"}, {"webhook", "set", "--help"}, {"webhook", "info", "-h"},
+		{"webhook", "delete", "--help"}, {"r2", "--help"}, {"r2", "sync", "--help"}, {"version", "--help"}} {
+		out, code := runIn(args...)
+		if code != 0 || !strings.HasPrefix(out, "usage: ferry") {
+			t.Fatalf("ferry %v: exit %d, output %q", args, code, out)
+		}
+	}
+	if out, _ := runIn("serve", "--help"); !strings.Contains(out, "DATABASE_URL") || !strings.Contains(out, "BOT_TOKENS") {
+		t.Fatalf("serve --help names no settings: %s", out)
+	}
+	if out, code := runIn("version"); code != 0 || !strings.HasPrefix(out, "ferry ") || !strings.Contains(out, "go1.") {
+		t.Fatalf("version: exit %d, %q", code, out)
+	}
+	for _, args := range [][]string{{"bogus"}, {"migrate", "now"}, {"serve", "--port=1"}, {"webhook"}, {"webhook", "set", "--nope"}, {"webhook", "renew"}, {"r2"}} {
+		if out, code := runIn(args...); code != 2 || !strings.Contains(out, "usage: ferry") {
+			t.Fatalf("ferry %v: exit %d, want 2 with usage; output %q", args, code, out)
+		}
+	}
+}

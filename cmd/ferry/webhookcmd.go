@@ -17,8 +17,13 @@ func runWebhook(ctx context.Context, logger *slog.Logger, stdout io.Writer, sub 
 	fs := flag.NewFlagSet("webhook "+sub, flag.ContinueOnError)
 	maxConn := fs.Int("max-connections", 40, "setWebhook max_connections (1-100)")
 	drop := fs.Bool("drop-pending", false, "delete: drop updates Telegram still holds")
+	fs.SetOutput(io.Discard) // the usage error below says it all, once
+	help, _ := commandHelp("webhook")
+	if sub != "set" && sub != "info" && sub != "delete" {
+		return usageError{fmt.Sprintf("unknown webhook command %q\n%s", sub, help)}
+	}
 	if err := fs.Parse(args); err != nil {
-		return usageError{err.Error()}
+		return usageError{err.Error() + "\n" + help}
 	}
 	cfg, err := loadConfig()
 	if err != nil {
@@ -65,8 +70,6 @@ func runWebhook(ctx context.Context, logger *slog.Logger, stdout io.Writer, sub 
 			return err
 		}
 		fmt.Fprintf(stdout, "webhooks deleted for %d bots\n", len(bots.All()))
-	default:
-		return usageError{usage}
 	}
 	return nil
 }

@@ -58,7 +58,8 @@ func newBucket(cfg *config.Config) (*r2.Store, error) {
 // or repair after an outage). Both merge into objects that exist.
 func runR2(ctx context.Context, logger *slog.Logger, stdout io.Writer, args []string) error {
 	if len(args) != 1 || args[0] != "sync" {
-		return usageError{"usage: ferry r2 sync"}
+		help, _ := commandHelp("r2")
+		return usageError{help}
 	}
 	cfg, err := loadConfig()
 	if err != nil {
