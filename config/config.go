@@ -101,6 +101,20 @@ func Load(dotenvPath string) (*Config, error) {
 	return FromMap(environ)
 }
 
+// Getenv is key's value in the environment, else in the .env file at
+// dotenvPath: for the settings needed before the whole configuration is
+// read (the log's own), so .env sets them as it sets the rest.
+func Getenv(dotenvPath, key string) string {
+	if v, ok := os.LookupEnv(key); ok {
+		return v
+	}
+	vals, err := godotenv.Read(dotenvPath)
+	if err != nil {
+		return ""
+	}
+	return vals[key]
+}
+
 // FromMap builds a Config from explicit variables; tests and Load use it.
 func FromMap(environ map[string]string) (*Config, error) {
 	cfg := &Config{}

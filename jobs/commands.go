@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/go-telegram/bot"
 	"github.com/go-telegram/bot/models"
@@ -57,7 +58,9 @@ func (w *UpdateWorker) commands() []command {
 	return []command{
 		{Command{"start", "What this bot does", false}, text("<b>ferry</b> moves big files into Telegram and keeps an index of them.\n" +
 			"Admins: send me a file or use /upload. Add me to a channel as admin to index its files.\nSend /help for the commands.")},
-		{Command{"help", "List the commands", false}, func(context.Context, call) (string, error) { return w.help(), nil }},
+		{Command{"help", "List the commands", false}, func(_ context.Context, c call) (string, error) {
+			return w.help(c.msg.From != nil && w.d.Config.IsAdmin(c.msg.From.ID)), nil
+		}},
 		{Command{"stats", "Jobs by state and updates received", true}, func(ctx context.Context, _ call) (string, error) { return w.stats(ctx) }},
 		{Command{"jobs", "Jobs waiting, running or failing", true}, func(ctx context.Context, _ call) (string, error) { return w.jobList(ctx) }},
 		{Command{"retry", "/retry <id>: run a job again; /retry sightings: index refused sightings again", true}, func(ctx context.Context, c call) (string, error) {
@@ -76,7 +79,7 @@ func (w *UpdateWorker) commands() []command {
 		{Command{"get", "/get <unique_id>: send a file from the index", true}, func(ctx context.Context, c call) (string, error) {
 			return w.get(ctx, c.msg.Chat.ID, c.args)
 		}},
-		{Command{"bots", "The configured bots", true}, func(context.Context, call) (string, error) { return w.bots(), nil }},
+		{Command{"bots", "The configured bots and their sends", true}, func(ctx context.Context, c call) (string, error) { return w.bots(ctx) }},
 	}
 }
 
@@ -119,22 +122,48 @@ func (w *UpdateWorker) command(ctx context.Context, b *botapi.Bot, m *models.Mes
 	return w.reply(ctx, b, chat, text)
 }
 
-func (w *UpdateWorker) help() string {
+// help lists the commands the asker may run: admins see them all.
+func (w *UpdateWorker) help(admin bool) string {
 	var sb strings.Builder
 	sb.WriteString("<b>Commands</b>\n")
 	for _, c := range w.commands() {
+		if c.Admin && !admin {
+			continue
+		}
 		fmt.Fprintf(&sb, "/%s — %s\n", c.Name, html.EscapeString(c.Help))
+	}
+	if !admin {
+		sb.WriteString("\nThe other commands are for the admins of this bot.")
 	}
 	return sb.String()
 }
 
-func (w *UpdateWorker) bots() string {
+// bots lists each configured bot with what the bot choice for sends knows
+// of it: sends, failures and a flood wait still running.
+func (w *UpdateWorker) bots(ctx context.Context) (string, error) {
+	loads, err := w.d.DB.BotLoadList(ctx)
+	if err != nil {
+		return "", err
+	}
+	byID := make(map[int64]db.BotLoad, len(loads))
+	for _, l := range loads {
+		byID[l.BotID] = l
+	}
 	var sb strings.Builder
 	sb.WriteString("<b>Bots</b>\n")
 	for _, b := range w.d.Bots.All() {
-		fmt.Fprintf(&sb, "b_%d: %d\n", b.Slot, b.ID)
+		fmt.Fprintf(&sb, "b_%d: %d", b.Slot, b.ID)
+		if name := username(ctx, w.d, b); name != "" {
+			fmt.Fprintf(&sb, " @%s", html.EscapeString(name))
+		}
+		l := byID[b.ID]
+		fmt.Fprintf(&sb, " — %d sends, %d failed", l.Sends, l.Failures)
+		if wait := time.Until(l.FloodWaitUntil); wait > 0 {
+			fmt.Fprintf(&sb, ", in flood wait for %s", wait.Round(time.Second))
+		}
+		sb.WriteString("\n")
 	}
-	return sb.String()
+	return sb.String(), nil
 }
 
 func (w *UpdateWorker) stats(ctx context.Context) (string, error) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -221,6 +222,42 @@ func TestFindAndGetWithFailover(t *testing.T) {
 	}
 	if sends[1].Params["document"] != want || sends[1].Params["chat_id"] != fmt.Sprint(admin) {
 		t.Fatalf("sent %+v, want file_id %s", sends[1].Params, want)
+	}
+	// /bots shows what the failover counted: the refused bot's failure and
+	// the other's send.
+	h.deliver(t, command(22, admin, "/bots"))
+	var bots string
+	for _, m := range h.wait(t, "sendMessage", 3) {
+		if strings.HasPrefix(m.Params["text"], "<b>Bots</b>") {
+			bots = m.Params["text"]
+		}
+	}
+	refused, sender := sends[0].BotID, sends[1].BotID
+	if !strings.Contains(bots, fmt.Sprintf(": %d", refused)) || !regexp.MustCompile(fmt.Sprintf(`%d[^\n]*— 0 sends, 1 failed`, refused)).MatchString(bots) ||
+		!regexp.MustCompile(fmt.Sprintf(`%d[^\n]*— 1 sends, 0 failed`, sender)).MatchString(bots) {
+		t.Fatalf("/bots after the failover:\n%s", bots)
+	}
+}
+
+// TestHelpListsWhatTheAskerMayUse: an admin's /help lists every command; a
+// stranger's only those open to everyone.
+func TestHelpListsWhatTheAskerMayUse(t *testing.T) {
+	h := startWorkers(t)
+	const stranger = 5151
+	h.deliver(t, command(30, admin, "/help"))
+	h.deliver(t, command(31, stranger, "/help"))
+	texts := map[string]string{}
+	for _, m := range h.wait(t, "sendMessage", 2) {
+		texts[m.Params["chat_id"]] = m.Params["text"]
+	}
+	all, some := texts[fmt.Sprint(admin)], texts[fmt.Sprint(stranger)]
+	for _, c := range jobs.Commands() {
+		if !strings.Contains(all, "/"+c.Name+" ") {
+			t.Fatalf("admin's /help lacks /%s:\n%s", c.Name, all)
+		}
+		if strings.Contains(some, "/"+c.Name+" ") == c.Admin {
+			t.Fatalf("stranger's /help and /%s (admin %v):\n%s", c.Name, c.Admin, some)
+		}
 	}
 }
 

@@ -202,7 +202,7 @@ func TestUpdateSurvivesCrashBeforeReply(t *testing.T) {
 	p := start(t, w.env, "serve")
 	p.waitReady(t, time.Now())
 	got := w.waitSent(t, userID, 1)
-	if !strings.Contains(got[0].Params["text"], "/upload") {
+	if !strings.Contains(got[0].Params["text"], "/start") {
 		t.Fatalf("help reply: %q", got[0].Params["text"])
 	}
 }

@@ -21,6 +21,8 @@ import (
 	"runtime/debug"
 	"strings"
 	"syscall"
+
+	"github.com/ferry-dev/ferry/config"
 )
 
 func main() {
@@ -121,7 +123,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintln(stdout, help)
 		return nil
 	}
-	logger := newLogger(stderr)
+	logger, err := newLogger(stderr)
+	if err != nil {
+		return err
+	}
 	switch cmd {
 	case "serve", "web", "worker", "migrate", "version":
 		if len(args) > 0 {
@@ -176,15 +181,44 @@ func version() string {
 	return v + " " + bi.GoVersion
 }
 
-func newLogger(w io.Writer) *slog.Logger {
-	level := slog.LevelInfo
-	switch strings.ToLower(os.Getenv("LOG_LEVEL")) {
+// newLogger is the process's log on w: LOG_LEVEL (debug, info, warn,
+// error; default info) and LOG_FORMAT (text or json; default text on a
+// terminal, JSON otherwise), from the environment or .env.
+func newLogger(w io.Writer) (*slog.Logger, error) {
+	opts := &slog.HandlerOptions{}
+	switch v := strings.ToLower(config.Getenv(".env", "LOG_LEVEL")); v {
+	case "", "info":
+		opts.Level = slog.LevelInfo
 	case "debug":
-		level = slog.LevelDebug
+		opts.Level = slog.LevelDebug
 	case "warn":
-		level = slog.LevelWarn
+		opts.Level = slog.LevelWarn
 	case "error":
-		level = slog.LevelError
+		opts.Level = slog.LevelError
+	default:
+		return nil, fmt.Errorf("LOG_LEVEL must be debug, info, warn or error, got %q", v)
 	}
-	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level}))
+	switch v := strings.ToLower(config.Getenv(".env", "LOG_FORMAT")); v {
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "":
+		if isTerminal(w) {
+			return slog.New(slog.NewTextHandler(w, opts)), nil
+		}
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	default:
+		return nil, fmt.Errorf("LOG_FORMAT must be text or json, got %q", v)
+	}
+}
+
+// isTerminal reports whether w is a character device (a terminal).
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }

@@ -239,3 +239,35 @@ func TestHelpOfEveryCommandChangesNothing(t *testing.T) {
 		}
 	}
 }
+
+// LOG_LEVEL and LOG_FORMAT are read from .env like every other setting;
+// text is one key=value line per record, JSON one object; a wrong value
+// stops ferry with a clear error.
+func TestLogSettingsFromDotenv(t *testing.T) {
+	migrate := func(dotenv string, env ...string) (string, error) {
+		t.Helper()
+		dir := t.TempDir()
+		if err := os.WriteFile(filepath.Join(dir, ".env"), []byte(dotenv), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command(binary, "migrate")
+		cmd.Dir = dir
+		cmd.Env = append([]string{"PATH=" + os.Getenv("PATH")}, env...)
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	out, err := migrate("LOG_FORMAT=text\n")
+	if err != nil || !strings.Contains(out, `level=INFO msg="migration applied"`) || strings.Contains(out, `{"time"`) {
+		t.Fatalf("text log: %v\n%s", err, out)
+	}
+	out, err = migrate("LOG_FORMAT=text\n", "LOG_FORMAT=json") // the environment wins
+	if err != nil || !strings.Contains(out, `"msg":"migration applied"`) {
+		t.Fatalf("JSON log: %v\n%s", err, out)
+	}
+	if out, err = migrate("LOG_LEVEL=warn\n"); err != nil || strings.Contains(out, "migration applied") {
+		t.Fatalf("LOG_LEVEL=warn from .env still logs info: %v\n%s", err, out)
+	}
+	if out, err = migrate("LOG_FORMAT=yaml\n"); err == nil || !strings.Contains(out, "LOG_FORMAT must be text or json") {
+		t.Fatalf("bad LOG_FORMAT: %v\n%s", err, out)
+	}
+}
