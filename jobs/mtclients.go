@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 	"sync"
 
 	"github.com/ferry-dev/ferry/config"
@@ -37,7 +38,7 @@ func NewMTProtoClients(cfg *config.Config, d db.Executor, logger *slog.Logger) (
 		missing = append(missing, "SESSION_KEY")
 	}
 	if len(missing) > 0 {
-		return nil, fmt.Errorf("uploads need %v", missing)
+		return nil, fmt.Errorf("uploads need %s: set them to upload over MTProto", strings.Join(missing, " and "))
 	}
 	m := &MTProtoClients{cfg: cfg, db: d, logger: logger, clients: map[int64]*mtproto.Client{}}
 	if cfg.MTProtoPublicKey != "" {

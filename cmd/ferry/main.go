@@ -185,7 +185,7 @@ func version() string {
 // error; default info) and LOG_FORMAT (text or json; default text on a
 // terminal, JSON otherwise), from the environment or .env.
 func newLogger(w io.Writer) (*slog.Logger, error) {
-	opts := &slog.HandlerOptions{}
+	opts := &slog.HandlerOptions{ReplaceAttr: readableDurations}
 	switch v := strings.ToLower(config.Getenv(".env", "LOG_LEVEL")); v {
 	case "", "info":
 		opts.Level = slog.LevelInfo
@@ -211,6 +211,14 @@ func newLogger(w io.Writer) (*slog.Logger, error) {
 	default:
 		return nil, fmt.Errorf("LOG_FORMAT must be text or json, got %q", v)
 	}
+}
+
+// readableDurations logs a time.Duration as "1.5s", not as nanoseconds.
+func readableDurations(_ []string, a slog.Attr) slog.Attr {
+	if a.Value.Kind() == slog.KindDuration {
+		return slog.String(a.Key, a.Value.Duration().String())
+	}
+	return a
 }
 
 // isTerminal reports whether w is a character device (a terminal).

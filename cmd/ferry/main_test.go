@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -156,7 +157,7 @@ func TestMissingSettingsAreNamed(t *testing.T) {
 		want []string
 	}{
 		{nil, []string{"BOT_TOKENS"}},
-		{[]string{"UPDATES_MODE=webhook"}, []string{"BOT_TOKENS", "WEBHOOK_SECRET"}},
+		{[]string{"UPDATES_MODE=webhook"}, []string{"BOT_TOKENS", "WEBHOOK_SECRET", "UPDATES_MODE=poll, needs neither"}},
 	} {
 		cmd := exec.Command(binary, "serve")
 		cmd.Dir = t.TempDir()
@@ -263,6 +264,9 @@ func TestLogSettingsFromDotenv(t *testing.T) {
 	out, err = migrate("LOG_FORMAT=text\n", "LOG_FORMAT=json") // the environment wins
 	if err != nil || !strings.Contains(out, `"msg":"migration applied"`) {
 		t.Fatalf("JSON log: %v\n%s", err, out)
+	}
+	if !regexp.MustCompile(`"took":"[0-9.]+(µs|ms|s)"`).MatchString(out) {
+		t.Fatalf("durations are not logged readably (\"1.5ms\"):\n%s", out)
 	}
 	if out, err = migrate("LOG_LEVEL=warn\n"); err != nil || strings.Contains(out, "migration applied") {
 		t.Fatalf("LOG_LEVEL=warn from .env still logs info: %v\n%s", err, out)

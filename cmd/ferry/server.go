@@ -48,6 +48,9 @@ func runServer(ctx context.Context, logger *slog.Logger, m mode) error {
 		needs = append(needs, config.NeedWebhookSecret)
 	}
 	if err := cfg.Check(needs...); err != nil {
+		if m != modeWorker && cfg.UpdatesMode == "webhook" && cfg.WebhookSecret == "" {
+			return fmt.Errorf("%w (webhook mode; long polling, UPDATES_MODE=poll, needs neither PUBLIC_URL nor WEBHOOK_SECRET)", err)
+		}
 		return err
 	}
 	logger.Info("starting", "mode", m.String(), "config", cfg)
