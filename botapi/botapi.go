@@ -3,6 +3,7 @@
 package botapi
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -17,8 +18,9 @@ import (
 
 // Bots is the set of Bot API clients, addressable by bot id or slot.
 type Bots struct {
-	list []*Bot
-	byID map[int64]*Bot
+	list   []*Bot
+	byID   map[int64]*Bot
+	logger *slog.Logger
 }
 
 // Bot is one configured bot with its client.
@@ -39,7 +41,7 @@ func New(bots []config.Bot, serverURL string, httpClient *http.Client, logger *s
 		tr.MaxIdleConnsPerHost = 64
 		httpClient = &http.Client{Timeout: 60 * time.Second, Transport: tr}
 	}
-	set := &Bots{byID: make(map[int64]*Bot, len(bots))}
+	set := &Bots{byID: make(map[int64]*Bot, len(bots)), logger: logger}
 	for _, cb := range bots {
 		cb := cb
 		c, err := bot.New(cb.Token,
@@ -104,3 +106,33 @@ func (r redacted) Error() string {
 	return strings.ReplaceAll(r.err.Error(), r.token, "<token>")
 }
 func (r redacted) Unwrap() error { return r.err }
+
+// ErrTokenRefused is returned by CheckTokens for a token Telegram answers
+// 401 to.
+var ErrTokenRefused = errors.New("refused by Telegram")
+
+// CheckTokens asks getMe for every bot until each has answered or one was
+// refused: a refused token (401) is an ErrTokenRefused naming the slot,
+// never the token. Network errors and 5xx are retried, with a pause that
+// grows to a minute, until ctx ends, so an unreachable Telegram delays
+// nothing but this check.
+func (s *Bots) CheckTokens(ctx context.Context) error {
+	for _, b := range s.list {
+		for pause := time.Second; ; pause = min(2*pause, time.Minute) {
+			_, err := b.Client.GetMe(ctx)
+			if err == nil {
+				break
+			}
+			if errors.Is(err, bot.ErrorUnauthorized) {
+				return fmt.Errorf("bot token for slot b_%d was %w", b.Slot, ErrTokenRefused)
+			}
+			s.logger.Warn("getMe failed; trying again", "bot", b.Bot, "in", pause, "err", Redact(err, b.Token))
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(pause):
+			}
+		}
+	}
+	return nil
+}

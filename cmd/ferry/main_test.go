@@ -18,6 +18,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/ferry-dev/ferry/telegramtest"
 )
 
 // binary is the ferry binary built once for this test process.
@@ -273,5 +275,34 @@ func TestLogSettingsFromDotenv(t *testing.T) {
 	}
 	if out, err = migrate("LOG_FORMAT=yaml\n"); err == nil || !strings.Contains(out, "LOG_FORMAT must be text or json") {
 		t.Fatalf("bad LOG_FORMAT: %v\n%s", err, out)
+	}
+}
+
+// A token Telegram refuses (401) stops ferry at start-up with the bot's
+// slot, never the token, instead of polling forever with /readyz green.
+func TestRefusedTokenStopsStartUp(t *testing.T) {
+	tg := telegramtest.NewServer(t)
+	const known = "700400:AAH-known-token-0123456789abcdefghij"
+	const unknown = "700401:AAH-REFUSEDSECRET-0123456789abcdefgh"
+	tg.AddBot(known)
+	cmd := exec.Command(binary, "serve")
+	cmd.Dir = t.TempDir()
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "PORT=" + fmt.Sprint(freePort(t)), "BOT_TOKENS=" + known + "," + unknown, "BOT_API_URL=" + tg.URL()}
+	done := make(chan struct{})
+	var out []byte
+	var err error
+	go func() { out, err = cmd.CombinedOutput(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		_ = cmd.Process.Kill()
+		<-done
+		t.Fatalf("ferry kept running with a refused token:\n%s", out)
+	}
+	if err == nil || !strings.Contains(string(out), "bot token for slot b_2 was refused by Telegram") {
+		t.Fatalf("exit %v, output:\n%s", err, out)
+	}
+	if strings.Contains(string(out), "REFUSEDSECRET") {
+		t.Fatalf("the refused token reached the output:\n%s", out)
 	}
 }

@@ -90,6 +90,18 @@ func runServer(ctx context.Context, logger *slog.Logger, m mode) error {
 
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancel()
+	// Every token is checked with getMe beside the start-up, not before it:
+	// a refused token stops the process within a round trip, and an
+	// unreachable Telegram delays nothing (the check keeps trying).
+	tokenErr := make(chan error, 1)
+	// The poller stops first on the way down, as the listener does.
+	pollCtx, stopPoll := context.WithCancel(ctx)
+	defer stopPoll()
+	go func() {
+		if err := bots.CheckTokens(runCtx); errors.Is(err, botapi.ErrTokenRefused) {
+			tokenErr <- err
+		}
+	}()
 	var wg sync.WaitGroup
 	goRun := func(f func()) { wg.Add(1); go func() { defer wg.Done(); f() }() }
 
@@ -114,7 +126,7 @@ func runServer(ctx context.Context, logger *slog.Logger, m mode) error {
 	}
 	if intake != nil && cfg.UpdatesMode == "poll" {
 		poller := webhook.NewPoller(bots, cfg.BotAPIURL, intake, logger.With("component", "poll"), 25*time.Second)
-		goRun(func() { poller.Run(ctx) })
+		goRun(func() { poller.Run(pollCtx) })
 	}
 	if m != modeWorker {
 		goRun(func() {
@@ -144,11 +156,15 @@ func runServer(ctx context.Context, logger *slog.Logger, m mode) error {
 		}
 	}
 
+	var refused error
 	select {
 	case <-ctx.Done():
 	case err = <-serveErr:
+	case refused = <-tokenErr:
+		logger.Error("stopping: a bot token was refused", "err", refused)
 	}
 	logger.Info("shutting down")
+	stopPoll()
 	shCtx, shCancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer shCancel()
 	_ = srv.Shutdown(shCtx)
@@ -161,6 +177,9 @@ func runServer(ctx context.Context, logger *slog.Logger, m mode) error {
 	}
 	cancel()
 	wg.Wait()
+	if refused != nil {
+		return refused
+	}
 	if err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("http server: %w", err)
 	}
