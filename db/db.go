@@ -149,6 +149,11 @@ type Executor interface {
 	// BotLoadList reads every bot's send counters, in bot id order.
 	BotLoadList(ctx context.Context) ([]BotLoad, error)
 
+	// CommandCountAdd counts one chat command of userID in the current
+	// window (the database's clock, truncated to window) and returns the
+	// window's count so far; the user's earlier windows are dropped.
+	CommandCountAdd(ctx context.Context, userID int64, window time.Duration) (int, error)
+
 	// StatsCount counts what /stats shows of ferry's own tables.
 	StatsCount(ctx context.Context) (Stats, error)
 

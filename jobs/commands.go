@@ -85,6 +85,15 @@ func (w *UpdateWorker) commands() []command {
 
 const refusal = "Sorry, this command is for the admins of this bot."
 
+// The burst limit: a user's commands past commandBurst within one
+// commandWindow are answered once with slowDown, then ignored until the
+// window ends, so one user cannot keep the update workers busy.
+const (
+	commandBurst  = 20
+	commandWindow = 10 * time.Second
+	slowDown      = "You are sending commands too fast. Please wait a few seconds and try again."
+)
+
 // ParseCommand splits "/cmd@bot args" into its parts.
 func ParseCommand(text string) (name, target, args string) {
 	text = strings.TrimPrefix(text, "/")
@@ -97,6 +106,19 @@ func (w *UpdateWorker) command(ctx context.Context, b *botapi.Bot, m *models.Mes
 	name, target, args := ParseCommand(m.Text)
 	if target != "" && !strings.EqualFold(target, username(ctx, w.d, b)) {
 		return nil // addressed to another bot in a group
+	}
+	if m.From != nil {
+		n, err := w.d.DB.CommandCountAdd(ctx, m.From.ID, commandWindow)
+		if err != nil {
+			return err
+		}
+		switch {
+		case n == commandBurst+1:
+			return w.reply(ctx, b, m.Chat.ID, slowDown)
+		case n > commandBurst+1:
+			w.d.Logger.Debug("command dropped: the user is over the burst limit", "user_id", m.From.ID, "commands", n)
+			return nil
+		}
 	}
 	var cmd *command
 	table := w.commands()

@@ -270,3 +270,27 @@ func holders(t *testing.T, d db.Executor, uniqueID string) []db.Holder {
 	}
 	return hs
 }
+
+// TestCommandBurstIsAnsweredOnceThenDropped: a user's 21st command within
+// the window gets one "slow down"; the rest of the burst gets nothing.
+func TestCommandBurstIsAnsweredOnceThenDropped(t *testing.T) {
+	h := startWorkers(t)
+	const stranger = 6161
+	for i := range 25 {
+		h.deliver(t, command(int64(100+i), stranger, "/start"))
+	}
+	h.wait(t, "sendMessage", 21)
+	time.Sleep(500 * time.Millisecond) // the dropped four have had their chance
+	var answers, slowDowns int
+	for _, m := range h.tg.CallsTo("sendMessage") {
+		switch text := m.Params["text"]; {
+		case strings.Contains(text, "too fast"):
+			slowDowns++
+		case strings.Contains(text, "moves big files"):
+			answers++
+		}
+	}
+	if answers != 20 || slowDowns != 1 {
+		t.Fatalf("%d answers and %d slow-downs for 25 commands in a burst; want 20 and 1", answers, slowDowns)
+	}
+}

@@ -3,6 +3,7 @@ package dbpg
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -242,6 +243,22 @@ ins AS (
 SELECT coalesce((SELECT n FROM ins), 0)`).Scan(&n)
 	if err != nil {
 		return 0, fmt.Errorf("requeue failed sightings: %w", err)
+	}
+	return n, nil
+}
+
+// CommandCountAdd counts a command in one statement; the window is taken
+// from the database's clock so every process agrees on it.
+func (e executor) CommandCountAdd(ctx context.Context, userID int64, window time.Duration) (int, error) {
+	var n int
+	err := e.q.QueryRow(ctx, `
+WITH w AS (SELECT to_timestamp(floor(extract(epoch FROM now()) / $2) * $2) AS start),
+old AS (DELETE FROM command_counts WHERE user_id = $1 AND window_start < (SELECT start FROM w))
+INSERT INTO command_counts (user_id, window_start, n) SELECT $1, start, 1 FROM w
+ON CONFLICT (user_id, window_start) DO UPDATE SET n = command_counts.n + 1
+RETURNING n`, userID, window.Seconds()).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("count a command of user %d: %w", userID, err)
 	}
 	return n, nil
 }

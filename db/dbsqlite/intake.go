@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/ferry-dev/ferry/db"
 )
@@ -284,6 +285,27 @@ RETURNING n`, e.clock())
 	})
 	if err != nil {
 		return 0, fmt.Errorf("requeue failed sightings: %w", err)
+	}
+	return n, nil
+}
+
+// CommandCountAdd counts a command: two statements in one transaction or
+// savepoint.
+func (e executor) CommandCountAdd(ctx context.Context, userID int64, window time.Duration) (int, error) {
+	var n int
+	err := e.atomic(ctx, func(e executor) error {
+		w := window.Microseconds()
+		start := e.clock() / w * w
+		if _, err := e.exec(ctx, `DELETE FROM command_counts WHERE user_id = ? AND window_start < ?`, userID, start); err != nil {
+			return err
+		}
+		return e.queryRow(ctx, []any{&n}, `
+INSERT INTO command_counts (user_id, window_start, n) VALUES (?, ?, 1)
+ON CONFLICT (user_id, window_start) DO UPDATE SET n = command_counts.n + 1
+RETURNING n`, userID, start)
+	})
+	if err != nil {
+		return 0, fmt.Errorf("count a command of user %d: %w", userID, err)
 	}
 	return n, nil
 }

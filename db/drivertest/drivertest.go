@@ -96,6 +96,7 @@ func cases() []testCase {
 		{"SightingFailureList", testSightingFailureList},
 		{"SightingFailureRequeue", testSightingFailureRequeue},
 		{"StatsCount", testStatsCount},
+		{"CommandCountAdd", testCommandCountAdd},
 
 		// The index.
 		{"FileLockNew", testFileLockNew},

@@ -266,6 +266,21 @@ func testSightingFailureRequeue(t *testing.T, s *suite) {
 	equal(t, "requeued again", requeue(t, d), 0)
 }
 
+func testCommandCountAdd(t *testing.T, s *suite) {
+	d := s.driver(t)
+	count := func(user int64, window time.Duration) int {
+		t.Helper()
+		return must(d.CommandCountAdd(t.Context(), user, window)).of(t)
+	}
+	const long = 100000 * time.Hour // one window for the whole test
+	equal(t, "counts of one user", []int{count(1, long), count(1, long), count(1, long)}, []int{1, 2, 3})
+	equal(t, "another user's own count", count(2, long), 1)
+	// A short window: the next one starts at 1 again.
+	equal(t, "first in a short window", count(3, 100*time.Millisecond), 1)
+	time.Sleep(150 * time.Millisecond)
+	equal(t, "first in the next window", count(3, 100*time.Millisecond), 1)
+}
+
 func testStatsCount(t *testing.T, s *suite) {
 	d := s.driver(t)
 	equal(t, "stats of an empty database", stats(t, d), db.Stats{})

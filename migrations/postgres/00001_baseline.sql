@@ -198,6 +198,16 @@ CREATE TABLE sighting_failures (
     height         integer     NOT NULL
 );
 
+-- Chat commands per user in fixed windows, for the burst limit: a user who
+-- sends more than the limit in one window is told once to slow down, then
+-- ignored until the window ends, however many workers share the queue.
+CREATE TABLE command_counts (
+    user_id      bigint      NOT NULL,
+    window_start timestamptz NOT NULL,
+    n            integer     NOT NULL,
+    PRIMARY KEY (user_id, window_start)
+);
+
 -- /find searches names by substring. With pg_trgm (contrib, trusted since
 -- Postgres 13) a trigram index serves LIKE '%text%'; without it the search
 -- still works, by scanning.
@@ -213,6 +223,7 @@ $$;
 -- +goose StatementEnd
 
 -- +goose Down
+DROP TABLE command_counts;
 DROP TABLE sighting_failures;
 DROP TABLE sighting_batches;
 DROP TABLE bot_sends;

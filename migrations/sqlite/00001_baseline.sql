@@ -161,7 +161,17 @@ CREATE TABLE sighting_failures (
 
 -- /find has no trigram index here: it scans files (see package dbsqlite).
 
+-- Chat commands per user in fixed windows (microseconds), for the burst
+-- limit, as on Postgres.
+CREATE TABLE command_counts (
+    user_id      INTEGER NOT NULL,
+    window_start INTEGER NOT NULL,
+    n            INTEGER NOT NULL,
+    PRIMARY KEY (user_id, window_start)
+) STRICT;
+
 -- +goose Down
+DROP TABLE command_counts;
 DROP TABLE sighting_failures;
 DROP TABLE sighting_batches;
 DROP TABLE bot_sends;
