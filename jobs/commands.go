@@ -116,7 +116,7 @@ func (w *UpdateWorker) command(ctx context.Context, b *botapi.Bot, m *models.Mes
 		case n == commandBurst+1:
 			return w.reply(ctx, b, m.Chat.ID, slowDown)
 		case n > commandBurst+1:
-			w.d.Logger.Debug("command dropped: the user is over the burst limit", "user_id", m.From.ID, "commands", n)
+			logOf(ctx, w.d).Debug("command dropped: the user is over the burst limit", "user_id", m.From.ID, "commands", n)
 			return nil
 		}
 	}

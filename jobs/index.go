@@ -242,7 +242,7 @@ func (w *IndexDrainWorker) round(ctx context.Context) (int, error) {
 			if post, ok := w.postOf(s); ok {
 				posts = append(posts, post)
 			} else {
-				w.d.Logger.Warn("sighting not indexed: its bot is no longer configured",
+				logOf(ctx, w.d).Warn("sighting not indexed: its bot is no longer configured",
 					"chat_id", s.ChatID, "message_id", s.MessageID, "bot_id", s.BotID)
 			}
 		}
@@ -281,7 +281,7 @@ func (w *IndexDrainWorker) indexIsolating(ctx context.Context, tx db.Tx, posts [
 		case err == nil:
 			good, goodOuts = append(good, p), append(goodOuts, out[0])
 		case poisoned(err):
-			w.d.Logger.Error("sighting cannot be indexed; kept in sighting_failures with its error",
+			logOf(ctx, w.d).Error("sighting cannot be indexed; kept in sighting_failures with its error",
 				"chat_id", p.ChatID, "message_id", p.MessageID, "bot_id", p.BotID, "err", err)
 			failed = append(failed, db.SightingFailure{Post: p, Error: err.Error()})
 		default:
@@ -386,7 +386,7 @@ func (w *IndexReplyWorker) Work(ctx context.Context, job *river.Job[IndexReplyAr
 			continue
 		}
 		if botapi.Permanent(err) || errors.Is(err, errBotGone) {
-			w.d.Logger.Warn("index reply refused; not retried", "err", err)
+			logOf(ctx, w.d).Warn("index reply refused; not retried", "err", err)
 			continue
 		}
 		failed = append(failed, err)
@@ -497,7 +497,7 @@ type R2SweepWorker struct {
 func (w *R2SweepWorker) Work(ctx context.Context, _ *river.Job[R2SweepArgs]) error {
 	n, err := w.d.Index.SyncPending(ctx, time.Minute, 4)
 	if n > 0 {
-		w.d.Logger.Info("r2 sweep", "synced", n, "err", err)
+		logOf(ctx, w.d).Info("r2 sweep", "synced", n, "err", err)
 	}
 	return err
 }

@@ -1,9 +1,11 @@
 package jobs_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"strings"
 	"sync"
@@ -413,7 +415,8 @@ func poisonPosts(t *testing.T, d db.Executor) []postFile {
 // round are indexed and answered, and the drain completes instead of
 // failing every round.
 func TestDrainKeepsAPoisonedSightingAside(t *testing.T) {
-	h := startWorkers(t)
+	var logs syncBuffer
+	h := startWorkers(t, func(d *jobs.Deps) { d.Logger = slog.New(slog.NewJSONHandler(&logs, nil)) })
 	ctx := context.Background()
 	h.db.poison.Store(true)
 	posts := poisonPosts(t, h.db)
@@ -442,6 +445,18 @@ func TestDrainKeepsAPoisonedSightingAside(t *testing.T) {
 	}
 	if n := stats(t, h.db).SightingsWaiting; n != 0 {
 		t.Fatalf("%d sightings waiting, want only the poisoned one kept aside", n)
+	}
+	// The log line says which job it is about.
+	var line map[string]any
+	for _, l := range strings.Split(logs.String(), "\n") {
+		if strings.Contains(l, "sighting cannot be indexed") {
+			if err := json.Unmarshal([]byte(l), &line); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if line == nil || line["job_id"] != float64(res.Job.ID) || line["kind"] != "index_drain" || line["attempt"] != float64(1) {
+		t.Fatalf("the refused sighting's log line %v does not name its job #%d (index_drain, attempt 1)", line, res.Job.ID)
 	}
 	// /stats tells the admin.
 	h.deliver(t, command(50, admin, "/stats"))
@@ -649,4 +664,22 @@ func addSightingBy(t *testing.T, q db.Executor, botID, messageID int64, raw []by
 	if _, err := q.UpdateAcceptMany(context.Background(), &db.UpdateAcceptManyParams{Sightings: []db.Post{p}, DrainKind: jobs.IndexDrainArgs{}.Kind()}); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// syncBuffer is a bytes.Buffer that goroutines may write at once (a log).
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }

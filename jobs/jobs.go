@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/rivertype"
 
 	"github.com/ferry-dev/ferry/botapi"
 	"github.com/ferry-dev/ferry/botpool"
@@ -80,6 +81,7 @@ func NewClient(d *Deps, opts ClientOptions) (db.River, error) {
 	river.AddWorker(workers, &UploadWorker{d: d})
 	cfg := &river.Config{
 		Logger:               d.Logger.With("component", "river"),
+		Middleware:           []rivertype.Middleware{jobLogs(d.Logger)},
 		Workers:              workers,
 		JobTimeout:           updateJobTimeout,
 		RescueStuckJobsAfter: opts.RescueStuckJobsAfter,

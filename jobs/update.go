@@ -81,7 +81,7 @@ func (w *UpdateWorker) Work(ctx context.Context, job *river.Job[UpdateArgs]) err
 	if err := json.Unmarshal(job.Args.Update, &u); err != nil {
 		return river.JobCancel(fmt.Errorf("decode update %d: %w", job.Args.UpdateID, err))
 	}
-	log := w.d.Logger.With("bot", b.Bot, "update_id", u.ID, "job_id", job.ID)
+	log := logOf(ctx, w.d).With("bot", b.Bot, "update_id", u.ID)
 	kind := Classify(&u)
 	log.Debug("update", "kind", kind)
 	switch kind {

@@ -128,7 +128,7 @@ func (w *UploadWorker) Work(ctx context.Context, job *river.Job[UploadArgs]) err
 		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 		defer cancel()
 		if err := status.Finish(fctx, text, markup); err != nil {
-			w.d.Logger.Warn("final upload status", "job_id", job.ID, "err", err)
+			logOf(ctx, w.d).Warn("final upload status", "job_id", job.ID, "err", err)
 		}
 	}
 	name := filepath.Base(a.Path)
@@ -146,7 +146,7 @@ func (w *UploadWorker) Work(ctx context.Context, job *river.Job[UploadArgs]) err
 	if err != nil {
 		return err
 	}
-	up := mtproto.NewUploader(pool, w.d.UploadState).WithThreads(w.d.Config.UploadThreads).WithBotID(a.BotID).WithLogger(w.d.Logger)
+	up := mtproto.NewUploader(pool, w.d.UploadState).WithThreads(w.d.Config.UploadThreads).WithBotID(a.BotID).WithLogger(logOf(ctx, w.d))
 	if err := up.CheckSize(info.Size()); err != nil {
 		final(fmt.Sprintf("Cannot upload <b>%s</b>: %s", html.EscapeString(name), html.EscapeString(err.Error())), nil)
 		return river.JobCancel(err)
@@ -175,7 +175,7 @@ func (w *UploadWorker) Work(ctx context.Context, job *river.Job[UploadArgs]) err
 				Speed: p.Speed, ETA: p.ETA, Elapsed: time.Since(started)}))
 		},
 	}
-	msgID, err := mtproto.DeliverFile(sliceCtx, up, mtproto.NewSender(client.API(), w.d.UploadState).WithLogger(w.d.Logger), req)
+	msgID, err := mtproto.DeliverFile(sliceCtx, up, mtproto.NewSender(client.API(), w.d.UploadState).WithLogger(logOf(ctx, w.d)), req)
 	stopEdits()
 	<-editsDone
 
