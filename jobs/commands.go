@@ -85,9 +85,9 @@ func (w *UpdateWorker) commands() []command {
 
 const refusal = "Sorry, this command is for the admins of this bot."
 
-// The burst limit: a user's commands past commandBurst within one
-// commandWindow are answered once with slowDown, then ignored until the
-// window ends, so one user cannot keep the update workers busy.
+// The burst limit: a user's commands in private chats past commandBurst
+// within one commandWindow are answered once with slowDown, then ignored
+// until the window ends, so one user cannot keep the update workers busy.
 const (
 	commandBurst  = 20
 	commandWindow = 10 * time.Second
@@ -102,12 +102,16 @@ func ParseCommand(text string) (name, target, args string) {
 	return strings.ToLower(name), target, strings.TrimSpace(rest)
 }
 
-func (w *UpdateWorker) command(ctx context.Context, b *botapi.Bot, m *models.Message) error {
+// command runs a chat command; first is false when the job runs it again
+// after a failure (the burst limit counted it already).
+func (w *UpdateWorker) command(ctx context.Context, b *botapi.Bot, m *models.Message, first bool) error {
 	name, target, args := ParseCommand(m.Text)
 	if target != "" && !strings.EqualFold(target, username(ctx, w.d, b)) {
 		return nil // addressed to another bot in a group
 	}
-	if m.From != nil {
+	// Counted once per message: on its first attempt, and in private chats,
+	// where one bot receives it (in a group every bot gets its own copy).
+	if m.From != nil && first && m.Chat.Type == models.ChatTypePrivate {
 		n, err := w.d.DB.CommandCountAdd(ctx, m.From.ID, commandWindow)
 		if err != nil {
 			return err

@@ -86,7 +86,7 @@ func (w *UpdateWorker) Work(ctx context.Context, job *river.Job[UpdateArgs]) err
 	log.Debug("update", "kind", kind)
 	switch kind {
 	case KindCommand:
-		return w.command(ctx, b, u.Message)
+		return w.command(ctx, b, u.Message, job.Attempt == 1)
 	case KindPrivateFile:
 		return w.deliverPrivateFile(ctx, b, u.Message)
 	case KindChannelFile:

@@ -186,6 +186,7 @@ func ctxTimeout(t *testing.T, d time.Duration) context.Context {
 // answers 200, dies (SIGKILL) before any worker ran, and the reply is sent by
 // the next process.
 func TestUpdateSurvivesCrashBeforeReply(t *testing.T) {
+	dbtest.SkipOnSQLite(t, "ferry web runs apart from the workers on Postgres only")
 	w := newWorld(t, nil)
 	web := start(t, w.env, "web")
 	web.waitReady(t, time.Now())

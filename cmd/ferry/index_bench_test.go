@@ -36,7 +36,7 @@ import (
 // FERRY_BENCH_POSTS sets the number of posts (default 300);
 // FERRY_BENCH_NO_R2=1 runs without R2 (database alone), to split the cost;
 // FERRY_BENCH_INGEST_ONLY=1 runs `ferry web` and stops after the deliveries;
-// FERRY_BENCH_SPLIT=1 runs them into `ferry web`, then stops it and times
+// FERRY_BENCH_SPLIT=1 (Postgres: web and worker apart) runs them into `ferry web`, then stops it and times
 // `ferry worker` alone draining the backlog (posts_worked/s): the two halves'
 // costs, each with the machine to itself; FERRY_BENCH_WORK_PROFILE=file
 // writes a CPU profile of that second half.

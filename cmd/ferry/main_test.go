@@ -306,3 +306,20 @@ func TestRefusedTokenStopsStartUp(t *testing.T) {
 		t.Fatalf("the refused token reached the output:\n%s", out)
 	}
 }
+
+// web and worker apart need Postgres: on the embedded database each would
+// have its own, and the updates web takes would never be worked.
+func TestWebAndWorkerNeedPostgres(t *testing.T) {
+	for _, mode := range []string{"web", "worker"} {
+		cmd := exec.Command(binary, mode)
+		cmd.Dir = t.TempDir()
+		cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "BOT_TOKENS=700500:AAH-apart-token-0123456789abcdefghijk"}
+		out, err := cmd.CombinedOutput()
+		if err == nil || !strings.Contains(string(out), "ferry "+mode+" needs DATABASE_URL") {
+			t.Fatalf("%s without DATABASE_URL: %v\n%s", mode, err, out)
+		}
+		if _, err := os.Stat(filepath.Join(cmd.Dir, "data")); !errors.Is(err, os.ErrNotExist) {
+			t.Fatalf("%s made an embedded database it cannot share (%v)", mode, err)
+		}
+	}
+}

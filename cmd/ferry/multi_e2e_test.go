@@ -17,7 +17,7 @@ import (
 // web process none, and the periodic start-up drain ran once for the
 // cluster (only the leader schedules periodic jobs).
 func TestTwoWorkersAndOneWebShareTheWork(t *testing.T) {
-	dbtest.SkipUnlessConcurrentWriters(t) // SQLite admits one process
+	dbtest.SkipOnSQLite(t, "one ferry process per embedded database")
 	w := newWorld(t, nil)
 	web := start(t, w.env, "web")
 	workers := []*proc{start(t, w.env, "worker"), start(t, w.env, "worker")}

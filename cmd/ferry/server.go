@@ -43,6 +43,12 @@ func runServer(ctx context.Context, logger *slog.Logger, m mode) error {
 	if err != nil {
 		return err
 	}
+	if m != modeServe && cfg.DatabaseURL == "" {
+		// Apart, each would open its own embedded database (on its own
+		// machine, or refused beside the other): updates taken by web
+		// would wait for a worker that never sees them.
+		return fmt.Errorf("ferry %s needs DATABASE_URL: web and worker share their jobs through Postgres; the embedded database serves one `ferry serve`", m)
+	}
 	needs := []config.Need{config.NeedBots}
 	if m != modeWorker && cfg.UpdatesMode == "webhook" {
 		needs = append(needs, config.NeedWebhookSecret)

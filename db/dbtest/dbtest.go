@@ -305,3 +305,12 @@ func SkipUnlessConcurrentWriters(tb testing.TB) {
 		tb.Skip("SQLite runs one transaction at a time: the concurrent case this test stages cannot happen there")
 	}
 }
+
+// SkipOnSQLite skips a test of what only Postgres offers (several ferry
+// processes on one database), saying why.
+func SkipOnSQLite(tb testing.TB, why string) {
+	tb.Helper()
+	if Backend() == "sqlite" {
+		tb.Skip("SQLite: " + why)
+	}
+}
