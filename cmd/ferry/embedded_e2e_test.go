@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -12,6 +13,8 @@ import (
 
 	"github.com/go-telegram/bot/models"
 
+	"github.com/ferry-dev/ferry/r2"
+	"github.com/ferry-dev/ferry/r2/r2test"
 	"github.com/ferry-dev/ferry/telegramtest"
 )
 
@@ -110,5 +113,25 @@ func TestEmbeddedFromAnEmptyDirectory(t *testing.T) {
 	tg.PushMessage(token, admin, admin, "/find film")
 	if got := waitSent(admin, 2); !strings.Contains(got[1], "film.mkv") || !strings.Contains(got[1], "/get "+posted.FileUniqueID) {
 		t.Fatalf("/find after the restart: %q", got[1])
+	}
+
+	// Later a bucket is configured: `ferry r2 sync` copies the local record
+	// to it byte for byte.
+	p.stop()
+	o := r2test.StartVersity(t).Options()
+	sync := exec.Command(binary, "r2", "sync")
+	sync.Dir = dir
+	sync.Env = []string{"PATH=" + os.Getenv("PATH"), "BOT_TOKENS=" + token, "R2_ENDPOINT=" + o.Endpoint, "R2_BUCKET=" + o.Bucket,
+		"R2_ACCESS_KEY_ID=" + o.AccessKeyID, "R2_SECRET_ACCESS_KEY=" + o.SecretAccessKey}
+	out, err := sync.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "1 local records copied") {
+		t.Fatalf("r2 sync: %v\n%s", err, out)
+	}
+	store, err := r2.New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := store.GetRaw(context.Background(), posted.FileUniqueID); err != nil || string(got) != string(raw) {
+		t.Fatalf("bucket object %s (%v), want the local record %s", got, err, raw)
 	}
 }
