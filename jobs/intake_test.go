@@ -83,44 +83,36 @@ func stats(t *testing.T, d db.Driver) db.Stats {
 
 // unseen tells which of keys received_updates does not hold: it offers
 // them to UpdateAcceptMany in a transaction rolled back at once.
-func unseen(t *testing.T, d db.Driver, keys ...db.UpdateKey) []db.UpdateKey {
+func unseen(t *testing.T, d db.Driver, keys ...db.UpdateKey) (out []db.UpdateKey) {
 	t.Helper()
-	ctx := context.Background()
-	tx, err := d.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tx.Rollback(ctx)
-	res, err := tx.UpdateAcceptMany(ctx, &db.UpdateAcceptManyParams{Updates: keys})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return res.New
+	dbtest.RolledBack(t, d, func(tx db.Tx) {
+		res, err := tx.UpdateAcceptMany(context.Background(), &db.UpdateAcceptManyParams{Updates: keys})
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = res.New
+	})
+	return out
 }
 
 // takeBatches reads every sighting batch waiting, one at a time, in a
 // transaction rolled back at once: how many there are and their sightings.
-func takeBatches(t *testing.T, d db.Driver) (int, []db.Post) {
+func takeBatches(t *testing.T, d db.Driver) (n int, all []db.Post) {
 	t.Helper()
-	ctx := context.Background()
-	tx, err := d.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tx.Rollback(ctx)
-	var n int
-	var all []db.Post
-	for {
-		// With a limit of one sighting, a take is one batch.
-		posts, err := tx.SightingBatchTake(ctx, 1)
-		if err != nil {
-			t.Fatal(err)
+	dbtest.RolledBack(t, d, func(tx db.Tx) {
+		for {
+			// With a limit of one sighting, a take is one batch.
+			posts, err := tx.SightingBatchTake(context.Background(), 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(posts) == 0 {
+				return
+			}
+			n, all = n+1, append(all, posts...)
 		}
-		if len(posts) == 0 {
-			return n, all
-		}
-		n, all = n+1, append(all, posts...)
-	}
+	})
+	return n, all
 }
 
 func TestIntakeRedeliveryMakesOneJob(t *testing.T) {

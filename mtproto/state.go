@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"math/bits"
-	"time"
 
 	"github.com/ferry-dev/ferry/db"
 )
@@ -33,21 +32,9 @@ func (b Bitmap) Count() int {
 }
 
 // UploadState is the durable record of one upload: which Telegram file id
-// the parts went to, how the file was cut, which parts Telegram acknowledged,
-// and the random_id/message id of its post.
-type UploadState struct {
-	Key        string
-	BotID      int64
-	FileID     int64
-	Size       int64
-	PartSize   int
-	TotalParts int
-	Big        bool
-	Acked      Bitmap
-	RandomID   int64 // 0 until chosen
-	MessageID  int   // 0 until posted
-	CreatedAt  time.Time
-}
+// the parts went to, how the file was cut, which parts Telegram
+// acknowledged (Acked, a Bitmap), and the random_id/message id of its post.
+type UploadState = db.UploadState
 
 // StateStore persists UploadState in the database (table mtproto_uploads).
 type StateStore struct {
@@ -66,11 +53,7 @@ func (s *StateStore) Load(ctx context.Context, key string) (st *UploadState, ok 
 	if err != nil {
 		return nil, false, err
 	}
-	return &UploadState{
-		Key: key, BotID: row.BotID, FileID: row.FileID, Size: row.Size, PartSize: row.PartSize,
-		TotalParts: row.TotalParts, Big: row.Big, Acked: Bitmap(row.Acked), RandomID: row.RandomID,
-		MessageID: row.MessageID, CreatedAt: row.CreatedAt,
-	}, true, nil
+	return &row, true, nil
 }
 
 // Begin records a fresh attempt (new file id, no acked parts) for st.Key.
@@ -78,10 +61,7 @@ func (s *StateStore) Load(ctx context.Context, key string) (st *UploadState, ok 
 // (or MessageID would be set), and keeping it means a crash between
 // choosing and using it can never yield two posts.
 func (s *StateStore) Begin(ctx context.Context, st *UploadState) error {
-	created, randomID, err := s.db.UploadStateBegin(ctx, &db.UploadState{
-		Key: st.Key, BotID: st.BotID, FileID: st.FileID, Size: st.Size, PartSize: st.PartSize,
-		TotalParts: st.TotalParts, Big: st.Big, Acked: []byte(st.Acked),
-	})
+	created, randomID, err := s.db.UploadStateBegin(ctx, st)
 	if err != nil {
 		return err
 	}

@@ -277,7 +277,7 @@ func (u *Uploader) Upload(ctx context.Context, req UploadRequest) (tg.InputFileC
 		}
 	}
 	if resumed {
-		u.log.InfoContext(ctx, "resuming upload", "key", req.Key, "acked_parts", st.Acked.Count(), "parts", totalParts)
+		u.log.InfoContext(ctx, "resuming upload", "key", req.Key, "acked_parts", Bitmap(st.Acked).Count(), "parts", totalParts)
 	}
 
 	run := newRun(u, req, st)

@@ -1,7 +1,8 @@
 // Package dbtest gives each test its own real, migrated database behind the
 // db.Driver interface, so packages can run in parallel without seeing each
 // other's rows, and helpers to look at what a test left there: its jobs
-// (through River's API) and a transaction rolled back at the end.
+// (through River's API) and what a write would do, in a transaction rolled
+// back at once.
 //
 // FERRY_TEST_DB picks the backend the integration tests run on: "postgres"
 // (the default) or "sqlite"; `make test` runs them on both. Tests of one
@@ -120,15 +121,19 @@ func Open(tb testing.TB, url string) db.Driver {
 	return dbpg.New(pool)
 }
 
-// Tx begins a transaction on d that is rolled back when the test ends.
-func Tx(tb testing.TB, d db.Driver) db.Tx {
+// RolledBack runs f in a transaction on d and rolls it back as f returns:
+// to look at what a write would do, leaving nothing behind. (At once, not
+// at the test's end: on SQLite an open transaction holds the one
+// connection.)
+func RolledBack(tb testing.TB, d db.Driver, f func(tx db.Tx)) {
 	tb.Helper()
-	tx, err := d.Begin(context.Background())
+	ctx := context.Background()
+	tx, err := d.Begin(ctx)
 	if err != nil {
 		tb.Fatalf("dbtest: begin: %v", err)
 	}
-	tb.Cleanup(func() { _ = tx.Rollback(context.Background()) })
-	return tx
+	defer tx.Rollback(ctx)
+	f(tx)
 }
 
 // Jobs lists the jobs of kind (every kind when empty) in the given states
