@@ -224,7 +224,25 @@ func TestFindAndGetWithFailover(t *testing.T) {
 		t.Fatalf("sent %+v, want file_id %s", sends[1].Params, want)
 	}
 	// /bots shows what the failover counted: the refused bot's failure and
-	// the other's send.
+	// the other's send. The stand-in records the send before the job records
+	// its outcome, so wait for the count before asking.
+	refused, sender := sends[0].BotID, sends[1].BotID
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		loads, err := h.db.BotLoadList(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		counted := false
+		for _, l := range loads {
+			counted = counted || (l.BotID == sender && l.Sends == 1)
+		}
+		if counted {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the send by bot %d was never counted: %+v", sender, loads)
+		}
+	}
 	h.deliver(t, command(22, admin, "/bots"))
 	var bots string
 	for _, m := range h.wait(t, "sendMessage", 3) {
@@ -232,7 +250,6 @@ func TestFindAndGetWithFailover(t *testing.T) {
 			bots = m.Params["text"]
 		}
 	}
-	refused, sender := sends[0].BotID, sends[1].BotID
 	if !strings.Contains(bots, fmt.Sprintf(": %d", refused)) || !regexp.MustCompile(fmt.Sprintf(`%d[^\n]*— 0 sends, 1 failed`, refused)).MatchString(bots) ||
 		!regexp.MustCompile(fmt.Sprintf(`%d[^\n]*— 1 sends, 0 failed`, sender)).MatchString(bots) {
 		t.Fatalf("/bots after the failover:\n%s", bots)
