@@ -25,6 +25,7 @@ DB_PACKAGES = $(GO) list -f '{{.ImportPath}} {{join .TestImports " "}} {{join .X
 
 test: vet
 	@$(GO) tool -n versitygw >/dev/null || { echo "make test: cannot build the versitygw S3 server (go tool versitygw)"; exit 1; }
+	@scripts/ensure-chromium.sh
 	@url=$$(scripts/ensure-postgres.sh) && \
 	echo "== tests on Postgres" && \
 	TEST_DATABASE_URL=$$url FERRY_TEST_DB=postgres $(GO) test -count=1 -timeout $(TEST_TIMEOUT) -p 2 ./... && \
