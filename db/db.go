@@ -149,6 +149,24 @@ type Executor interface {
 	// BotLoadList reads every bot's send counters, in bot id order.
 	BotLoadList(ctx context.Context) ([]BotLoad, error)
 
+	// SendBudgetLock creates the missing send_budget rows of each bot for
+	// chatID and for the bot itself (chat 0), locks them until the
+	// transaction ends and returns them in (bot, chat) order. Run it in a
+	// transaction: another one locking the same rows waits for it.
+	SendBudgetLock(ctx context.Context, chatID int64, botIDs []int64) ([]SendBudget, error)
+	// SendBudgetSave writes NextAt, Sends and Queued of rows that exist.
+	SendBudgetSave(ctx context.Context, rows []SendBudget) error
+	// SendBudgetBlock records a 429: (bot, chatID)'s BlockedUntil becomes
+	// until unless it is later already (chatID 0 blocks the bot in every
+	// chat), and the bot's Refused grows by one.
+	SendBudgetBlock(ctx context.Context, botID, chatID int64, until time.Time) error
+	// SendBudgetList reads every bot's row and the chat rows still busy at
+	// now (NextAt or BlockedUntil after it), in (bot, chat) order.
+	SendBudgetList(ctx context.Context, now time.Time) ([]SendBudget, error)
+	// FileBotIDBotsInChat returns the bots that hold a file_id of one of
+	// uniqueIDs from a post in chatID (so they see that chat), in id order.
+	FileBotIDBotsInChat(ctx context.Context, chatID int64, uniqueIDs []string) ([]int64, error)
+
 	// CommandCountAdd counts one chat command of userID in the current
 	// window (the database's clock, truncated to window) and returns the
 	// window's count so far; the user's earlier windows are dropped.
@@ -176,11 +194,32 @@ type Executor interface {
 	UploadStateInvalidate(ctx context.Context, key string) error
 	// UploadStateDelete forgets key.
 	UploadStateDelete(ctx context.Context, key string) error
+	// UploadTotalAdd counts one finished upload of bytes (upload_totals).
+	UploadTotalAdd(ctx context.Context, bytes int64) error
+	// UploadTotalGet reads the uploads counted so far; zero when none.
+	UploadTotalGet(ctx context.Context) (UploadTotal, error)
 
 	// SessionGet reads a bot's sealed MTProto session; ErrNotFound when none.
 	SessionGet(ctx context.Context, botID int64) (Session, error)
 	// SessionSave upserts a bot's sealed MTProto session.
 	SessionSave(ctx context.Context, s Session) error
+
+	// LeaseAcquire records (or revives) process id's lease, live until ttl
+	// from the database's now.
+	LeaseAcquire(ctx context.Context, id string, ttl time.Duration) error
+	// LeaseRenew moves id's lease to ttl from now, unless it has lapsed or
+	// is gone; it reports whether it did.
+	LeaseRenew(ctx context.Context, id string, ttl time.Duration) (bool, error)
+	// LeaseRelease deletes id's lease.
+	LeaseRelease(ctx context.Context, id string) error
+	// LeaseList lists every lease, live or lapsed, by id.
+	LeaseList(ctx context.Context) ([]Lease, error)
+	// LeaseRescueJobs hands back the running River jobs whose runner (the
+	// last of attempted_by) is not self and holds no live lease: available
+	// at once, cancelled when a cancel was asked, discarded when out of
+	// attempts, each with an error recorded. Leases lapsed over an hour ago
+	// are deleted. It returns the jobs handed back.
+	LeaseRescueJobs(ctx context.Context, self string) ([]LeaseRescuedJob, error)
 }
 
 // ErrNotFound is returned (wrapped) for a row that does not exist.

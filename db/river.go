@@ -37,6 +37,8 @@ type River interface {
 
 	QueuePause(ctx context.Context, name string, opts *river.QueuePauseOpts) error
 	QueueResume(ctx context.Context, name string, opts *river.QueuePauseOpts) error
+	// QueueList lists the queues River knows, with when each was paused.
+	QueueList(ctx context.Context, params *river.QueueListParams) (*river.QueueListResult, error)
 
 	// UIEndpoints is the River UI's API on this client (riverui.NewEndpoints).
 	UIEndpoints() uiendpoints.Bundle

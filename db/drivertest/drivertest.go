@@ -120,6 +120,11 @@ func cases() []testCase {
 		{"BotSendLease", testBotSendLease},
 		{"BotSendRelease", testBotSendRelease},
 		{"BotLoadList", testBotLoadList},
+		{"SendBudgetLock", testSendBudgetLock},
+		{"SendBudgetSave", testSendBudgetSave},
+		{"SendBudgetBlock", testSendBudgetBlock},
+		{"SendBudgetList", testSendBudgetList},
+		{"FileBotIDBotsInChat", testFileBotIDBotsInChat},
 
 		// MTProto state.
 		{"UploadStateGet", testUploadStateGet},
@@ -129,8 +134,17 @@ func cases() []testCase {
 		{"UploadStateMarkSent", testUploadStateMarkSent},
 		{"UploadStateInvalidate", testUploadStateInvalidate},
 		{"UploadStateDelete", testUploadStateDelete},
+		{"UploadTotalAdd", testUploadTotalAdd},
+		{"UploadTotalGet", testUploadTotalGet},
 		{"SessionGet", testSessionGet},
 		{"SessionSave", testSessionSave},
+
+		// Process leases.
+		{"LeaseAcquire", testLeaseAcquire},
+		{"LeaseRenew", testLeaseRenew},
+		{"LeaseRelease", testLeaseRelease},
+		{"LeaseList", testLeaseList},
+		{"LeaseRescueJobs", testLeaseRescueJobs},
 	}
 }
 

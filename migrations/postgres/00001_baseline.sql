@@ -52,6 +52,13 @@ CREATE TABLE mtproto_uploads (
     updated_at  timestamptz NOT NULL DEFAULT now()
 );
 
+-- Every finished /upload, added up for /stats (one row, id 1).
+CREATE TABLE upload_totals (
+    id    smallint PRIMARY KEY CHECK (id = 1),
+    files bigint   NOT NULL,
+    bytes bigint   NOT NULL
+);
+
 -- The channel file index. One row per distinct Telegram file, keyed by
 -- file_unique_id (the same for every bot); metadata from the first post
 -- that showed it.
@@ -141,6 +148,21 @@ CREATE TABLE bot_sends (
 );
 CREATE INDEX bot_sends_bot ON bot_sends (bot_id, started_at);
 
+-- The send budget (package botpool): per bot and chat (chat_id 0: the bot
+-- in every chat) the earliest its next send may go, and a 429's
+-- retry_after. Every process paces against the same rows, locked while a
+-- send's turn is chosen; the bot's row keeps its counters.
+CREATE TABLE send_budget (
+    bot_id        bigint      NOT NULL,
+    chat_id       bigint      NOT NULL,
+    next_at       timestamptz,
+    blocked_until timestamptz,
+    sends         bigint      NOT NULL DEFAULT 0,
+    queued        bigint      NOT NULL DEFAULT 0,
+    refused       bigint      NOT NULL DEFAULT 0,
+    PRIMARY KEY (bot_id, chat_id)
+);
+
 -- Channel-file sightings waiting for the index, one row per intake commit:
 -- element i of every array is sighting i. Eleven bots seeing a post are a
 -- share of one heap tuple and index entry to insert, delete and vacuum,
@@ -222,10 +244,22 @@ END
 $$;
 -- +goose StatementEnd
 
+-- Worker processes' leases: each working process renews its row every
+-- second or so; a running River job whose runner (the last of its
+-- attempted_by, the process's River client id) has no live row is handed
+-- back at once (jobs/lease.go), not after River's stuck-job horizon.
+CREATE TABLE process_leases (
+    id         text        PRIMARY KEY,
+    started_at timestamptz NOT NULL DEFAULT now(),
+    expires_at timestamptz NOT NULL
+);
+
 -- +goose Down
+DROP TABLE process_leases;
 DROP TABLE command_counts;
 DROP TABLE sighting_failures;
 DROP TABLE sighting_batches;
+DROP TABLE send_budget;
 DROP TABLE bot_sends;
 DROP TABLE bot_load;
 DROP TABLE channel_posts;
@@ -233,6 +267,7 @@ DROP TABLE r2_pending;
 DROP SEQUENCE r2_pending_gen;
 DROP TABLE file_bot_ids;
 DROP TABLE files;
+DROP TABLE upload_totals;
 DROP TABLE mtproto_uploads;
 DROP TABLE mtproto_sessions;
 DROP TABLE update_counts;

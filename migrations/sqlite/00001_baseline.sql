@@ -49,6 +49,13 @@ CREATE TABLE mtproto_uploads (
     updated_at  INTEGER NOT NULL DEFAULT (CAST(unixepoch('subsec') * 1000000 AS INTEGER))
 ) STRICT, WITHOUT ROWID;
 
+-- Every finished /upload, added up for /stats (one row, id 1).
+CREATE TABLE upload_totals (
+    id    INTEGER PRIMARY KEY CHECK (id = 1),
+    files INTEGER NOT NULL,
+    bytes INTEGER NOT NULL
+) STRICT;
+
 CREATE TABLE files (
     file_unique_id   TEXT    NOT NULL PRIMARY KEY,
     file_name        TEXT    NOT NULL DEFAULT '',
@@ -129,6 +136,18 @@ CREATE TABLE bot_sends (
 ) STRICT;
 CREATE INDEX bot_sends_bot ON bot_sends (bot_id, started_at);
 
+-- The send budget, as on Postgres; times in microseconds since the epoch.
+CREATE TABLE send_budget (
+    bot_id        INTEGER NOT NULL,
+    chat_id       INTEGER NOT NULL,
+    next_at       INTEGER,
+    blocked_until INTEGER,
+    sends         INTEGER NOT NULL DEFAULT 0,
+    queued        INTEGER NOT NULL DEFAULT 0,
+    refused       INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (bot_id, chat_id)
+) STRICT;
+
 -- One row per intake commit, as on Postgres; its sightings are one JSON
 -- array of objects keyed by sighting_failures' column names, in arrival
 -- order.
@@ -170,10 +189,19 @@ CREATE TABLE command_counts (
     PRIMARY KEY (user_id, window_start)
 ) STRICT;
 
+-- Worker processes' leases, as on Postgres (microseconds).
+CREATE TABLE process_leases (
+    id         TEXT    PRIMARY KEY,
+    started_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL
+) STRICT, WITHOUT ROWID;
+
 -- +goose Down
+DROP TABLE process_leases;
 DROP TABLE command_counts;
 DROP TABLE sighting_failures;
 DROP TABLE sighting_batches;
+DROP TABLE send_budget;
 DROP TABLE bot_sends;
 DROP TABLE bot_load;
 DROP TABLE channel_posts;
@@ -181,6 +209,7 @@ DROP TABLE r2_pending;
 DROP TABLE r2_pending_gen;
 DROP TABLE file_bot_ids;
 DROP TABLE files;
+DROP TABLE upload_totals;
 DROP TABLE mtproto_uploads;
 DROP TABLE mtproto_sessions;
 DROP TABLE update_counts;
