@@ -176,13 +176,15 @@ func (u *Uploader) WithRetry(attempts int, base, max time.Duration) *Uploader {
 }
 
 // WithFlush sets how acknowledged parts are batched into the database
-// (group commit). Parts in flight plus parts acknowledged but not yet saved
-// never exceed the thread count, so a crash re-sends at most that many
-// parts. A write covers every ack since the previous one and happens when
-// `every` parts are pending, when a worker would otherwise wait for a slot,
-// or `interval` after the first pending ack; writes are at least `gap`
-// apart, which bounds one upload to 1/gap writes per second whatever the
-// part rate. Defaults: every = threads/2, interval = 250ms, gap = 5ms.
+// (group commit). Parts in flight never exceed the thread count, and parts
+// acknowledged but not yet saved may run at most one thread count ahead of
+// them, so a crash re-sends at most 2 × threads parts while a save is never
+// on a part's critical path. A write covers every ack since the previous
+// one and happens when `every` parts are pending, when a worker would
+// otherwise wait for a slot, or `interval` after the first pending ack;
+// writes are at least `gap` apart (unless a worker waits), which bounds one
+// upload to 1/gap writes per second whatever the part rate. Defaults:
+// every = threads/2, interval = 250ms, gap = 5ms.
 func (u *Uploader) WithFlush(every int, interval, gap time.Duration) *Uploader {
 	u = u.clone()
 	u.flushEvery, u.flushInterval, u.flushGap = every, interval, gap
@@ -299,24 +301,32 @@ type run struct {
 	u   *Uploader
 	req UploadRequest
 	st  *UploadState
+	api *tg.Client
 
 	start   time.Time
 	md5     hash.Hash // stream small files: hashed while read
 	md5Done bool
+	before  Bitmap // parts acknowledged before this run: skipped
 
-	window chan struct{} // tokens: parts in flight + acked-but-unsaved
-	bufs   chan []byte
+	// slots bounds parts in flight plus parts acknowledged but not yet
+	// saved to 2 × threads: what a crash can make us re-send. Workers
+	// (threads of them) bound parts in flight alone, so acks may run up
+	// to threads ahead of the saves before anyone waits for the database.
+	slots chan struct{}
+
+	readMu sync.Mutex // orders reads of a stream; hands out part numbers
+	next   int        // next part to consider, under readMu
 
 	mu         sync.Mutex
 	acked      Bitmap
 	ackedBytes int64
-	pending    int // acked, not yet saved; each holds a window token
+	pending    int // acked, not yet saved; each holds a slot
 	dirtyAt    time.Time
 	samples    []sample
 	resumed    int
-	flushKick  chan struct{}
-	starved    atomic.Bool // a worker waits for a window slot
 	saves      int
+	flushKick  chan struct{}
+	starved    atomic.Bool // a worker waits for a slot
 	progressMu sync.Mutex
 	flushEvery int
 }
@@ -326,15 +336,10 @@ type sample struct {
 	bytes int64
 }
 
-type job struct {
-	part int
-	buf  []byte
-	n    int
-}
-
 func newRun(u *Uploader, req UploadRequest, st *UploadState) *run {
-	r := &run{u: u, req: req, st: st, start: time.Now(), flushKick: make(chan struct{}, 1)}
-	r.acked = append(Bitmap(nil), st.Acked...)
+	r := &run{u: u, req: req, st: st, api: tg.NewClient(u.inv), start: time.Now(), flushKick: make(chan struct{}, 1)}
+	r.acked = slices.Clone(Bitmap(st.Acked))
+	r.before = slices.Clone(r.acked)
 	r.resumed = r.acked.Count()
 	for i := 0; i < st.TotalParts; i++ {
 		if r.acked.Has(i) {
@@ -370,7 +375,6 @@ func (r *run) md5sum() (string, error) {
 }
 
 func (r *run) do(ctx context.Context) error {
-	threads := r.u.threads
 	if !r.st.Big && r.req.Reader != nil {
 		r.md5 = md5.New()
 	}
@@ -379,69 +383,40 @@ func (r *run) do(ctx context.Context) error {
 		r.report()
 		return nil
 	}
-	threads = max(1, min(threads, missing))
-	r.window = make(chan struct{}, threads)
-	r.bufs = make(chan []byte, 2*threads)
-	for range threads {
-		r.window <- struct{}{}
-	}
-	for range 2 * threads { // threads in flight + threads read ahead
-		r.bufs <- make([]byte, r.st.PartSize)
+	threads := max(1, min(r.u.threads, missing))
+	r.slots = make(chan struct{}, 2*threads)
+	for range 2 * threads {
+		r.slots <- struct{}{}
 	}
 
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	jobs := make(chan job, threads)
-	var wg sync.WaitGroup
 
-	// Flusher: saves the acked bitmap in batches and returns window tokens.
+	// Flusher: saves the acked bitmap in batches and gives the slots back.
 	flushDone := make(chan error, 1)
 	stopFlush := make(chan struct{})
 	go func() {
 		err := r.flusher(ctx, stopFlush)
 		if err != nil {
-			cancel(err) // unblock the producer waiting for window tokens
+			cancel(err) // unblock workers waiting for slots
 		}
 		flushDone <- err
 	}()
 
+	var wg sync.WaitGroup
 	for range threads {
 		wg.Go(func() {
-			for j := range jobs {
-				// A window token bounds parts in flight plus parts acked
-				// but not yet saved: what a crash can make us re-send.
-				select {
-				case <-r.window:
-				default:
-					// Out of slots: ask for a save now rather than at the
-					// batch size, so throughput does not wait on batching.
-					r.starved.Store(true)
-					r.kickFlush()
-					select {
-					case <-r.window:
-					case <-ctx.Done():
-						return
-					}
-				}
-				if err := r.sendPart(ctx, j); err != nil {
-					cancel(err)
-					return
-				}
+			if err := r.worker(ctx); err != nil {
+				cancel(err)
 			}
 		})
 	}
-
-	prodErr := r.produce(ctx, jobs)
-	close(jobs)
 	wg.Wait()
 	close(stopFlush)
 	flushErr := <-flushDone
 
 	if cause := context.Cause(ctx); cause != nil {
 		return cause
-	}
-	if prodErr != nil {
-		return prodErr
 	}
 	if flushErr != nil {
 		return flushErr
@@ -452,101 +427,124 @@ func (r *run) do(ctx context.Context) error {
 	return nil
 }
 
-// produce reads parts in order and hands the missing ones to workers. A
-// part starts only when a window token is free.
-func (r *run) produce(ctx context.Context, jobs chan<- job) error {
-	// The parts to skip are those acknowledged before this run: a part
-	// this run sends is acknowledged only after produce has passed it, and
-	// workers set bits in the shared bitmap (under mu) meanwhile.
-	r.mu.Lock()
-	before := slices.Clone(r.acked)
-	r.mu.Unlock()
-	var skip []byte
-	for i := 0; i < r.st.TotalParts; i++ {
-		n := r.partLen(i)
-		if before.Has(i) {
-			if r.req.Reader != nil {
-				// A stream must be read through; hash it for small files.
-				if skip == nil {
-					skip = make([]byte, r.st.PartSize)
-				}
-				if _, err := io.ReadFull(r.req.Reader, skip[:n]); err != nil {
-					return fmt.Errorf("read part %d: %w", i, err)
-				}
-				if r.md5 != nil {
-					r.md5.Write(skip[:n])
-				}
-			}
-			continue
-		}
-		// Parts are read ahead into a queue (up to threads of them): a
-		// worker that frees a slot starts the next part at once, without
-		// waiting for this goroutine to be scheduled.
-		var buf []byte
+// worker sends parts until there are none left. Each worker owns one part
+// buffer and reads its part itself (pread from a file): no hand-off
+// between goroutines, no copy, and the buffer is reused for every part.
+func (r *run) worker(ctx context.Context) error {
+	buf := make([]byte, r.st.PartSize)
+	for {
 		select {
-		case buf = <-r.bufs:
-		case <-ctx.Done():
-			return context.Cause(ctx)
-		}
-		var err error
-		if r.req.ReaderAt != nil {
-			_, err = r.req.ReaderAt.ReadAt(buf[:n], int64(i)*int64(r.st.PartSize))
-			if errors.Is(err, io.EOF) {
-				err = nil // a full read that ends exactly at EOF
+		case <-r.slots:
+		default:
+			// Out of slots: ask for a save now rather than at the batch
+			// size, so throughput does not wait on batching.
+			r.starved.Store(true)
+			r.kickFlush()
+			select {
+			case <-r.slots:
+			case <-ctx.Done():
+				return nil
 			}
-		} else {
-			_, err = io.ReadFull(r.req.Reader, buf[:n])
-			if err == nil && r.md5 != nil {
+		}
+		part, n, err := r.read(buf)
+		if err != nil {
+			return err
+		}
+		if part < 0 {
+			r.slots <- struct{}{}
+			return nil
+		}
+		if err := r.sendPart(ctx, part, buf[:n]); err != nil {
+			return err
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+	}
+}
+
+// read fills buf with the next part not acknowledged before this run and
+// returns its number, or -1 when none is left. A stream is read in order
+// under readMu (and hashed for a small file); a ReaderAt only takes the
+// part number under it and reads outside.
+func (r *run) read(buf []byte) (part, n int, err error) {
+	r.readMu.Lock()
+	if r.req.ReaderAt == nil {
+		defer r.readMu.Unlock()
+	}
+	for r.next < r.st.TotalParts && r.before.Has(r.next) {
+		if r.req.Reader != nil {
+			// A stream must be read through; hash it for small files.
+			n := r.partLen(r.next)
+			if _, err := io.ReadFull(r.req.Reader, buf[:n]); err != nil {
+				return 0, 0, fmt.Errorf("read part %d: %w", r.next, err)
+			}
+			if r.md5 != nil {
 				r.md5.Write(buf[:n])
 			}
 		}
-		if err != nil {
-			return fmt.Errorf("read part %d: %w", i, err)
+		r.next++
+	}
+	if r.next >= r.st.TotalParts {
+		if r.md5 != nil {
+			r.md5Done = true
 		}
-		select {
-		case jobs <- job{part: i, buf: buf, n: n}:
-		case <-ctx.Done():
-			return context.Cause(ctx)
+		if r.req.ReaderAt != nil {
+			r.readMu.Unlock()
+		}
+		return -1, 0, nil
+	}
+	part = r.next
+	r.next++
+	n = r.partLen(part)
+	if r.req.ReaderAt != nil {
+		r.readMu.Unlock()
+		_, err = r.req.ReaderAt.ReadAt(buf[:n], int64(part)*int64(r.st.PartSize))
+		if errors.Is(err, io.EOF) {
+			err = nil // a full read that ends exactly at EOF
+		}
+	} else {
+		_, err = io.ReadFull(r.req.Reader, buf[:n])
+		if err == nil && r.md5 != nil {
+			r.md5.Write(buf[:n])
+		}
+		if err == nil && r.md5 != nil && r.next >= r.st.TotalParts {
+			r.md5Done = true
 		}
 	}
-	if r.md5 != nil {
-		r.md5Done = true
+	if err != nil {
+		return 0, 0, fmt.Errorf("read part %d: %w", part, err)
 	}
-	return nil
+	return part, n, nil
 }
 
 // sendPart uploads one part, retrying it alone on transient errors.
-func (r *run) sendPart(ctx context.Context, j job) error {
-	api := tg.NewClient(r.u.inv)
-	data := j.buf[:j.n]
-	var lastErr error
+func (r *run) sendPart(ctx context.Context, part int, data []byte) error {
 	for attempt := 1; ; attempt++ {
 		actx, cancel := context.WithTimeout(ctx, r.u.partTimeout)
 		var err error
 		if r.st.Big {
-			_, err = api.UploadSaveBigFilePart(actx, &tg.UploadSaveBigFilePartRequest{
-				FileID: r.st.FileID, FilePart: j.part, FileTotalParts: r.st.TotalParts, Bytes: data,
+			_, err = r.api.UploadSaveBigFilePart(actx, &tg.UploadSaveBigFilePartRequest{
+				FileID: r.st.FileID, FilePart: part, FileTotalParts: r.st.TotalParts, Bytes: data,
 			})
 		} else {
-			_, err = api.UploadSaveFilePart(actx, &tg.UploadSaveFilePartRequest{
-				FileID: r.st.FileID, FilePart: j.part, Bytes: data,
+			_, err = r.api.UploadSaveFilePart(actx, &tg.UploadSaveFilePartRequest{
+				FileID: r.st.FileID, FilePart: part, Bytes: data,
 			})
 		}
 		cancel()
 		if err == nil {
-			r.bufs <- j.buf
-			r.ack(j.part, j.n)
+			r.ack(part, len(data))
 			return nil
 		}
 		if ctx.Err() != nil {
 			return context.Cause(ctx)
 		}
-		lastErr = err
 		wait, retry := r.classify(err, attempt)
 		if !retry || attempt >= r.u.maxAttempts {
-			return fmt.Errorf("upload part %d (attempt %d): %w", j.part, attempt, lastErr)
+			return fmt.Errorf("upload part %d (attempt %d): %w", part, attempt, err)
 		}
-		r.u.log.DebugContext(ctx, "retrying part", "key", r.req.Key, "part", j.part, "attempt", attempt, "wait", wait, "err", err)
+		r.u.log.DebugContext(ctx, "retrying part", "key", r.req.Key, "part", part, "attempt", attempt, "wait", wait, "err", err)
 		t := time.NewTimer(wait)
 		select {
 		case <-t.C:
@@ -594,7 +592,7 @@ func (r *run) ack(part, n int) {
 	if r.u.store == nil {
 		// Nothing to save: the slot is free now.
 		r.mu.Unlock()
-		r.window <- struct{}{}
+		r.slots <- struct{}{}
 		r.report()
 		return
 	}
@@ -634,7 +632,11 @@ func (r *run) report() {
 	for cut < len(r.samples)-2 && now.Sub(r.samples[cut+1].t) > 3*time.Second {
 		cut++
 	}
-	r.samples = r.samples[cut:]
+	if cut > 0 {
+		// Shift in place: the slice keeps its array instead of growing one
+		// sample per part for the whole upload.
+		r.samples = r.samples[:copy(r.samples, r.samples[cut:])]
+	}
 	first := r.samples[0]
 	r.mu.Unlock()
 	p := Progress{Acked: acked, Total: r.st.Size, Elapsed: now.Sub(r.start), Parts: parts, OfParts: r.st.TotalParts, Resumed: r.resumed, Saves: saves}
@@ -651,11 +653,13 @@ func (r *run) report() {
 }
 
 // flusher saves the acked bitmap (see WithFlush for when), then frees the
-// window slots of the parts it saved.
+// slots of the parts it saved. It is off the parts' critical path: a
+// worker waits for it only when acks ran a whole thread count ahead.
 func (r *run) flusher(ctx context.Context, stop <-chan struct{}) error {
 	tick := time.NewTicker(max(r.u.flushInterval/4, 10*time.Millisecond))
 	defer tick.Stop()
 	var last time.Time
+	snap := NewBitmap(r.st.TotalParts) // reused: one bitmap per run, not per save
 	due := func() bool {
 		r.mu.Lock()
 		defer r.mu.Unlock()
@@ -669,7 +673,7 @@ func (r *run) flusher(ctx context.Context, stop <-chan struct{}) error {
 			return nil
 		}
 		r.starved.Store(false)
-		snap := append(Bitmap(nil), r.acked...)
+		copy(snap, r.acked)
 		r.mu.Unlock()
 		if r.u.store != nil {
 			if err := r.u.store.SaveAcked(fctx, r.st.Key, r.st.FileID, snap); err != nil {
@@ -681,11 +685,11 @@ func (r *run) flusher(ctx context.Context, stop <-chan struct{}) error {
 		r.pending -= n
 		r.saves++
 		if r.pending > 0 {
-			r.dirtyAt = time.Now()
+			r.dirtyAt = last
 		}
 		r.mu.Unlock()
 		for range n {
-			r.window <- struct{}{}
+			r.slots <- struct{}{}
 		}
 		return nil
 	}
@@ -705,7 +709,8 @@ func (r *run) flusher(ctx context.Context, stop <-chan struct{}) error {
 		if !due() {
 			continue
 		}
-		if wait := r.u.flushGap - time.Since(last); wait > 0 {
+		// The gap bounds the write rate; a starved worker skips it.
+		if wait := r.u.flushGap - time.Since(last); wait > 0 && !r.starved.Load() {
 			t := time.NewTimer(wait)
 			select {
 			case <-t.C:

@@ -4,8 +4,13 @@ import (
 	"context"
 	"errors"
 	"os"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/gotd/td/tg"
+
+	"github.com/ferry-dev/ferry/db"
 
 	"github.com/ferry-dev/ferry/mtproto"
 	"github.com/ferry-dev/ferry/mtproto/mtprototest"
@@ -113,5 +118,91 @@ func TestTooLargeRefusedBeforeAnyPart(t *testing.T) {
 	}
 	if err := e.up.WithPremium(true).CheckSize(4001 << 20); !errors.Is(err, mtproto.ErrTooLarge) {
 		t.Fatalf("premium 4001 MiB: %v", err)
+	}
+}
+
+// gatedDB holds every save of acknowledged parts until the gate opens.
+type gatedDB struct {
+	db.Driver
+	gate  chan struct{}
+	saves atomic.Int32
+}
+
+func (g *gatedDB) UploadStateSaveAcked(ctx context.Context, key string, fileID int64, acked []byte, count int) error {
+	select {
+	case <-g.gate:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	g.saves.Add(1)
+	return g.Driver.UploadStateSaveAcked(ctx, key, fileID, acked, count)
+}
+
+// With the database stalled, acknowledgements run one thread count ahead of
+// the saves (the window counts parts in flight only) and then stop: at most
+// 2 × threads parts are ever unsaved, which is what a crash can re-send.
+func TestAcksRunAheadOfSavesBounded(t *testing.T) {
+	const threads = 4
+	e := newEnv(t, mtprototest.Options{}, threads)
+	g := &gatedDB{Driver: e.db, gate: make(chan struct{})}
+	pool, err := e.client.Pool()
+	if err != nil {
+		t.Fatal(err)
+	}
+	up := mtproto.NewUploader(pool, mtproto.NewStateStore(g)).WithThreads(threads).WithBotID(e.client.BotID())
+	const size = 40 << 20 // 80 parts
+	path, sum := writeRandomFile(t, t.TempDir(), size, 6)
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	done := make(chan error, 1)
+	var file tg.InputFileClass
+	go func() {
+		var err error
+		file, err = up.Upload(context.Background(), mtproto.UploadRequest{Key: "gated", Name: "g.bin", Size: size, ReaderAt: f})
+		done <- err
+	}()
+	// Wait for the sends to stop while no save can finish.
+	deadline := time.Now().Add(30 * time.Second)
+	var sent int64
+	for stable := 0; stable < 30; {
+		if time.Now().After(deadline) {
+			t.Fatalf("sends did not stop: %d", e.srv.PartRequests())
+		}
+		time.Sleep(10 * time.Millisecond)
+		if n := e.srv.PartRequests(); n == sent {
+			stable++
+		} else {
+			sent, stable = n, 0
+		}
+	}
+	if sent != 2*threads {
+		t.Fatalf("%d parts sent with no save done, want 2 x threads = %d", sent, 2*threads)
+	}
+	if n := g.saves.Load(); n != 0 {
+		t.Fatalf("%d saves passed a closed gate", n)
+	}
+	close(g.gate)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	st, err := e.db.UploadStateGet(context.Background(), "gated")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := mtproto.Bitmap(st.Acked).Count(); got != 80 || e.srv.PartRequests() != 80 {
+		t.Fatalf("saved %d parts, sent %d, want 80", got, e.srv.PartRequests())
+	}
+	// The parts make the file: post it and compare the bytes.
+	p := *e.peer
+	p.Key, p.File, p.Name = "gated", file, "g.bin"
+	id, err := e.snd.Send(context.Background(), p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if posts := e.srv.Posts(); len(posts) != 1 || posts[0].SHA256 != sum || posts[0].MessageID != id {
+		t.Fatalf("posts = %+v", posts)
 	}
 }
