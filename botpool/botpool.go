@@ -20,19 +20,42 @@ import (
 // Holder is a bot that holds its own file_id for a file and can send it.
 type Holder = db.Holder
 
-// Pool ranks and tries the bots that hold a file.
+// Pool ranks and tries the bots that hold a file, and holds the send
+// budget every send of every bot takes its turn from.
 type Pool struct {
-	db    db.Executor
-	log   *slog.Logger
-	lease time.Duration
+	db     db.Executor
+	log    *slog.Logger
+	lease  time.Duration
+	budget *Budget
 }
 
+// Option configures a Pool.
+type Option func(*options)
+
+type options struct{ limits Limits }
+
+// WithLimits sets the rates the send budget keeps to (default
+// TelegramLimits).
+func WithLimits(l Limits) Option { return func(o *options) { o.limits = l } }
+
 // New builds a Pool on d; logger may be nil.
-func New(d db.Executor, logger *slog.Logger) *Pool {
+func New(d db.Driver, logger *slog.Logger, opts ...Option) *Pool {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &Pool{db: d, log: logger, lease: sendLease}
+	o := options{limits: TelegramLimits()}
+	for _, f := range opts {
+		f(&o)
+	}
+	return &Pool{db: d, log: logger, lease: sendLease, budget: NewBudget(d, o.limits, logger)}
+}
+
+// Budget is the send budget; nil on a nil Pool (which paces nothing).
+func (p *Pool) Budget() *Budget {
+	if p == nil {
+		return nil
+	}
+	return p.budget
 }
 
 // sendLease is how long a send counts as in flight at most: far longer than
@@ -92,6 +115,51 @@ func (p *Pool) Send(ctx context.Context, holders []Holder, send func(context.Con
 		errs = append(errs, fmt.Errorf("slot %d (bot %d): %w", h.Slot, h.BotID, err))
 	}
 	return Holder{}, errors.Join(errs...)
+}
+
+// sendWithin is how long SendTo waits for a holder's turn before it
+// returns a *WaitError.
+const sendWithin = 20 * time.Second
+
+// SendTo is Send into chatID, each attempt taking its turn from the send
+// budget first: the first holder whose turn comes first (holders in flood
+// wait last), then the others in order should it fail. When no holder
+// has a turn within 20 s it returns a *WaitError; a 429 is recorded in the
+// budget (see Budget.Refused) under method.
+func (p *Pool) SendTo(ctx context.Context, chatID int64, method string, holders []Holder, send func(context.Context, Holder) error) (Holder, error) {
+	if len(holders) == 0 {
+		return Holder{}, fmt.Errorf("%w: nobody holds it", ErrNoHolder)
+	}
+	ids := make([]int64, len(holders))
+	for i, h := range holders {
+		ids[i] = h.BotID
+	}
+	first, err := p.budget.WaitAny(ctx, chatID, ids, sendWithin)
+	if err != nil {
+		return Holder{}, err
+	}
+	order := make([]Holder, 0, len(holders))
+	for _, h := range holders {
+		if h.BotID == first {
+			order = append([]Holder{h}, order...)
+		} else {
+			order = append(order, h)
+		}
+	}
+	taken := first
+	return p.Send(ctx, order, func(ctx context.Context, h Holder) error {
+		if h.BotID != taken {
+			if err := p.budget.Wait(ctx, chatID, h.BotID, sendWithin); err != nil {
+				return err
+			}
+		}
+		taken = 0
+		err := send(ctx, h)
+		if d, ok := FloodWait(err); ok {
+			p.budget.Refused(ctx, h.BotID, chatID, method, d)
+		}
+		return err
+	})
 }
 
 // FloodWait extracts how long a bot must wait from a Bot API 429 or an

@@ -13,6 +13,7 @@ import (
 	"github.com/go-telegram/bot/models"
 
 	"github.com/ferry-dev/ferry/botapi"
+	"github.com/ferry-dev/ferry/botpool"
 	"github.com/ferry-dev/ferry/index"
 )
 
@@ -51,13 +52,17 @@ func roundDur(d time.Duration) string { return d.Round(time.Second).String() }
 // ProgressMessage keeps one status message up to date without exceeding the
 // rate Telegram accepts: Set only records the newest text (it never blocks the
 // upload), and Run edits the message at most once per interval, waiting out
-// any 429's retry_after.
+// any 429's retry_after. With a send budget (WithBudget) an edit is made
+// only when the chat's budget is idle, so progress yields to replies: an
+// edit is skipped (the next one shows the newer text), a reply never
+// waits for one; the final message (Finish) waits for its turn.
 type ProgressMessage struct {
 	bot       *botapi.Bot
 	chatID    int64
 	messageID int
 	markup    models.ReplyMarkup
 	interval  time.Duration
+	budget    *botpool.Budget
 
 	mu     sync.Mutex
 	latest string
@@ -69,6 +74,12 @@ type ProgressMessage struct {
 // second per chat; interval should be ≥ that.
 func NewProgressMessage(b *botapi.Bot, chatID int64, messageID int, markup models.ReplyMarkup, interval time.Duration) *ProgressMessage {
 	return &ProgressMessage{bot: b, chatID: chatID, messageID: messageID, markup: markup, interval: interval, wake: make(chan struct{}, 1)}
+}
+
+// WithBudget makes p take its turns from b (nil: none).
+func (p *ProgressMessage) WithBudget(b *botpool.Budget) *ProgressMessage {
+	p.budget = b
+	return p
 }
 
 // Set records the text to show next.
@@ -98,11 +109,17 @@ func (p *ProgressMessage) Run(ctx context.Context) {
 			continue
 		}
 		wait := p.interval
-		if err := p.edit(ctx, text, p.markup); err != nil {
+		if ok, err := p.budget.TakeIdle(ctx, p.chatID, p.bot.ID); err != nil || !ok {
+			// The chat is busy (or the budget unreadable): skip this
+			// edit, and try the newest text again after the interval.
+			p.rewake()
+		} else if err := p.edit(ctx, text, p.markup); err != nil {
 			if d, ok := botapi.RetryAfter(err); ok {
+				p.budget.Refused(ctx, p.bot.ID, p.chatID, "editMessageText", d)
 				wait = d
 			}
 			// Other errors: progress is best effort; the final edit retries.
+			p.rewake()
 		} else {
 			shown = text
 		}
@@ -114,16 +131,31 @@ func (p *ProgressMessage) Run(ctx context.Context) {
 	}
 }
 
+// rewake makes Run look at the latest text again after its wait.
+func (p *ProgressMessage) rewake() {
+	select {
+	case p.wake <- struct{}{}:
+	default:
+	}
+}
+
 // Finish shows the final text (with markup, e.g. a link button), retrying on
-// 429 and 5xx until ctx ends: the result must reach the admin.
+// 429 and 5xx until ctx ends: the result must reach the admin. It waits for
+// its turn in the send budget, however busy the chat.
 func (p *ProgressMessage) Finish(ctx context.Context, text string, markup models.ReplyMarkup) error {
 	for {
-		err := p.edit(ctx, text, markup)
+		err := p.budget.Wait(ctx, p.chatID, p.bot.ID, finishWithin)
+		if err == nil {
+			err = p.edit(ctx, text, markup)
+		}
 		if err == nil || botapi.Permanent(err) {
 			return err
 		}
 		wait := 2 * time.Second
-		if d, ok := botapi.RetryAfter(err); ok {
+		if d, ok := botpool.AsWait(err); ok {
+			wait = d
+		} else if d, ok := botapi.RetryAfter(err); ok {
+			p.budget.Refused(ctx, p.bot.ID, p.chatID, "editMessageText", d)
 			wait = d
 		}
 		select {
@@ -133,6 +165,10 @@ func (p *ProgressMessage) Finish(ctx context.Context, text string, markup models
 		}
 	}
 }
+
+// finishWithin is how far ahead the final message takes its turn; a turn
+// further away is waited for, then asked again.
+const finishWithin = 10 * time.Second
 
 func (p *ProgressMessage) edit(ctx context.Context, text string, markup models.ReplyMarkup) error {
 	_, err := p.bot.Client.EditMessageText(ctx, &bot.EditMessageTextParams{

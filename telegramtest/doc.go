@@ -60,8 +60,10 @@
 //     last_error_message.
 //   - Channels whose administrators were declared with SetChatAdmins
 //     refuse posts from bots that are not among them (403).
-//   - WithRateLimits adds flood control on edits and sends (429 with
-//     retry_after).
+//   - Flood limits are on by default (TelegramLimits: per private chat,
+//     per group or channel, per bot; sends and editMessageText count),
+//     answered with 429 and retry_after as Telegram does; WithLimits
+//     scales them for a test, WithoutLimits lifts them.
 //
 // # What it is not
 //

@@ -858,42 +858,6 @@ func (s *Server) getFile(r *request) (any, *apiError) {
 	return &models.File{FileID: rec.FileID, FileUniqueID: rec.FileUniqueID, FileSize: rec.Size, FilePath: rec.path}, nil
 }
 
-// rateLimitLocked applies WithRateLimits: edits in a private chat at most
-// one per second; edits and sends in other chats at most 20 per minute.
-func (s *Server) rateLimitLocked(r *request, cs *chatState, edit bool) *apiError {
-	if !s.cfg.rateLimits {
-		return nil
-	}
-	now := time.Now()
-	private := cs.chat.Type == models.ChatTypePrivate
-	if private && !edit {
-		return nil
-	}
-	key := cs.chat.ID // private chats count edits only, other chats edits and sends
-	hist := r.bot.rateHistory[key]
-	window, limit := time.Minute, 20
-	if private {
-		window, limit = time.Second, 1
-	}
-	kept := hist[:0]
-	for _, t := range hist {
-		if now.Sub(t) < window {
-			kept = append(kept, t)
-		}
-	}
-	if len(kept) >= limit {
-		wait := kept[0].Add(window).Sub(now)
-		retry := int(math.Ceil(wait.Seconds()))
-		if retry < 1 {
-			retry = 1
-		}
-		r.bot.rateHistory[key] = kept
-		return tooMany(retry)
-	}
-	r.bot.rateHistory[key] = append(kept, now)
-	return nil
-}
-
 // checkSendLocked runs what Telegram checks before any message is sent: the
 // reply_markup, the message replied to, the right to post in the chat and
 // the rate limit. It returns the parsed markup and its canonical form.

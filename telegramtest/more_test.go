@@ -14,7 +14,7 @@ import (
 )
 
 func TestCaptionChatActionAndGetChat(t *testing.T) {
-	srv := telegramtest.NewServer(t)
+	srv := telegramtest.NewServer(t, telegramtest.WithoutLimits())
 	srv.AddBot(tokenA)
 	b := newBot(t, srv, tokenA)
 	ctx := ctxT(t)
@@ -92,7 +92,7 @@ func TestCloseEndsLongPolls(t *testing.T) {
 }
 
 func TestExplicitEntitiesAndKeyboards(t *testing.T) {
-	srv := telegramtest.NewServer(t)
+	srv := telegramtest.NewServer(t, telegramtest.WithoutLimits())
 	srv.AddBot(tokenA)
 	b := newBot(t, srv, tokenA)
 	ctx := ctxT(t)
@@ -115,7 +115,7 @@ func TestExplicitEntitiesAndKeyboards(t *testing.T) {
 }
 
 func TestStoreMessageAndCustomFailures(t *testing.T) {
-	srv := telegramtest.NewServer(t)
+	srv := telegramtest.NewServer(t, telegramtest.WithoutLimits())
 	srv.AddBot(tokenA)
 	b := newBot(t, srv, tokenA)
 	ctx := ctxT(t)

@@ -21,7 +21,7 @@ type Option func(*config)
 
 type config struct {
 	latency         time.Duration
-	rateLimits      bool
+	limits          Limits
 	insecureHooks   bool
 	dc              int
 	webhookRetry    time.Duration
@@ -35,11 +35,9 @@ type config struct {
 // method at run time.
 func WithLatency(d time.Duration) Option { return func(c *config) { c.latency = d } }
 
-// WithRateLimits turns on Telegram's flood limits for edits and sends: in
-// a private chat at most one edit per second, in a group, supergroup or
-// channel at most 20 edits (and 20 sends) per minute; beyond that the call
-// fails with 429 and a retry_after that tells when the next one would pass.
-func WithRateLimits() Option { return func(c *config) { c.rateLimits = true } }
+// WithRateLimits enforces TelegramLimits, which NewServer does anyway
+// (see WithLimits, WithoutLimits).
+func WithRateLimits() Option { return WithLimits(TelegramLimits()) }
 
 // WithInsecureWebhooks lets setWebhook accept http:// URLs on any port, so
 // that updates can be delivered to a plain httptest server. Telegram
@@ -112,7 +110,7 @@ type UploadedFile struct {
 // Server is an in-process stand-in for the Telegram Bot API. Create it
 // with NewServer; it is safe for concurrent use.
 type Server struct {
-	tb  testing.TB
+	tb  reporter
 	cfg config
 	hs  *httptest.Server
 
@@ -179,7 +177,15 @@ type storedMessage struct {
 // the test ends; long polls and webhook deliveries are stopped first.
 func NewServer(tb testing.TB, opts ...Option) *Server {
 	tb.Helper()
-	cfg := config{dc: 4, webhookRetry: 50 * time.Millisecond, maxUploadBytes: 50 << 20, maxDownloadSize: 20 << 20}
+	s := newServer(tb, opts...)
+	s.hs = httptest.NewServer(http.HandlerFunc(s.serveHTTP))
+	tb.Cleanup(s.Close)
+	return s
+}
+
+// newServer builds a Server that does not listen yet; tb gets reports of misuse.
+func newServer(tb reporter, opts ...Option) *Server {
+	cfg := config{dc: 4, webhookRetry: 50 * time.Millisecond, maxUploadBytes: 50 << 20, maxDownloadSize: 20 << 20, limits: TelegramLimits()}
 	for _, o := range opts {
 		o(&cfg)
 	}
@@ -203,8 +209,6 @@ func NewServer(tb testing.TB, opts ...Option) *Server {
 		usernames: map[string]int64{},
 		files:     map[string]*fileRecord{},
 	}
-	s.hs = httptest.NewServer(http.HandlerFunc(s.serveHTTP))
-	tb.Cleanup(s.Close)
 	return s
 }
 

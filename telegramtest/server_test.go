@@ -110,7 +110,7 @@ func TestGetMe(t *testing.T) {
 }
 
 func TestSendMessage(t *testing.T) {
-	srv := telegramtest.NewServer(t)
+	srv := telegramtest.NewServer(t, telegramtest.WithoutLimits())
 	srv.AddBot(tokenA)
 	b := newBot(t, srv, tokenA)
 	ctx := ctxT(t)
@@ -223,7 +223,7 @@ func TestSendMessageValidation(t *testing.T) {
 }
 
 func TestEditMessages(t *testing.T) {
-	srv := telegramtest.NewServer(t)
+	srv := telegramtest.NewServer(t, telegramtest.WithoutLimits())
 	srv.AddBot(tokenA)
 	srv.AddBot(tokenB)
 	a, bb := newBot(t, srv, tokenA), newBot(t, srv, tokenB)
@@ -683,7 +683,7 @@ func TestCopyMessageAndMedia(t *testing.T) {
 }
 
 func TestUploadAndDownload(t *testing.T) {
-	srv := telegramtest.NewServer(t)
+	srv := telegramtest.NewServer(t, telegramtest.WithoutLimits())
 	srv.AddBot(tokenA)
 	a := newBot(t, srv, tokenA)
 	ctx := ctxT(t)
@@ -752,7 +752,7 @@ func TestChatMembers(t *testing.T) {
 }
 
 func TestFailNext(t *testing.T) {
-	srv := telegramtest.NewServer(t)
+	srv := telegramtest.NewServer(t, telegramtest.WithoutLimits())
 	srv.AddBot(tokenA)
 	b := newBot(t, srv, tokenA)
 	ctx := ctxT(t)
@@ -846,7 +846,7 @@ func TestLatency(t *testing.T) {
 }
 
 func TestRateLimits(t *testing.T) {
-	srv := telegramtest.NewServer(t, telegramtest.WithRateLimits())
+	srv := telegramtest.NewServer(t) // Telegram's limits are the default
 	srv.AddBot(tokenA)
 	b := newBot(t, srv, tokenA)
 	ctx := ctxT(t)
@@ -854,13 +854,11 @@ func TestRateLimits(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := b.EditMessageText(ctx, &bot.EditMessageTextParams{ChatID: 5, MessageID: m.ID, Text: "1%"}); err != nil {
-		t.Fatal(err)
-	}
-	_, err = b.EditMessageText(ctx, &bot.EditMessageTextParams{ChatID: 5, MessageID: m.ID, Text: "2%"})
+	// An edit counts as a send: one a second in a private chat.
+	_, err = b.EditMessageText(ctx, &bot.EditMessageTextParams{ChatID: 5, MessageID: m.ID, Text: "1%"})
 	var tm *bot.TooManyRequestsError
 	if !errors.As(err, &tm) || tm.RetryAfter != 1 {
-		t.Fatalf("second edit within 1s: %v", err)
+		t.Fatalf("edit within 1s of the send: %v", err)
 	}
 	time.Sleep(time.Second)
 	if _, err := b.EditMessageText(ctx, &bot.EditMessageTextParams{ChatID: 5, MessageID: m.ID, Text: "3%"}); err != nil {
@@ -876,10 +874,64 @@ func TestRateLimits(t *testing.T) {
 	if !errors.As(err, &tm) || tm.RetryAfter < 55 || tm.RetryAfter > 60 {
 		t.Fatalf("21st group send: %v", err)
 	}
+	if n := len(srv.LimitRefusals()); n != 2 {
+		t.Fatalf("%d calls refused by the limits, want 2", n)
+	}
+}
+
+// TestLimitsConfigured: scaled limits per chat and per bot, with
+// retry_after rounded up to whole seconds; another bot has its own
+// budget; WithoutLimits takes anything.
+func TestLimitsConfigured(t *testing.T) {
+	srv := telegramtest.NewServer(t, telegramtest.WithLimits(telegramtest.Limits{
+		Group: telegramtest.Rate{N: 3, Per: 300 * time.Millisecond}, Bot: telegramtest.Rate{N: 5, Per: 2500 * time.Millisecond}}))
+	srv.AddBot(tokenA)
+	srv.AddBot(tokenB)
+	a, b := newBot(t, srv, tokenA), newBot(t, srv, tokenB)
+	ctx := ctxT(t)
+	send := func(c *bot.Bot, chat int64) error {
+		_, err := c.SendMessage(ctx, &bot.SendMessageParams{ChatID: chat, Text: "m"})
+		return err
+	}
+	for i := range 3 {
+		if err := send(a, -100); err != nil {
+			t.Fatalf("send %d: %v", i, err)
+		}
+	}
+	var tm *bot.TooManyRequestsError
+	if err := send(a, -100); !errors.As(err, &tm) || tm.RetryAfter != 1 {
+		t.Fatalf("4th send in 300ms: %v", err)
+	}
+	if err := send(b, -100); err != nil {
+		t.Fatalf("another bot: %v", err)
+	}
+	if err := send(a, -200); err != nil {
+		t.Fatalf("another chat: %v", err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	if err := send(a, -100); err != nil {
+		t.Fatalf("after the window: %v", err)
+	}
+	// Five sends of bot a in 2.5 s in all chats: the sixth is refused for
+	// about 2.5 s (rounded up: 3).
+	if err := send(a, -300); !errors.As(err, &tm) || tm.RetryAfter != 3 {
+		t.Fatalf("6th send of the bot: %v", err)
+	}
+	if n := len(srv.LimitRefusals()); n != 2 {
+		t.Fatalf("%d refusals, want 2", n)
+	}
+	free := telegramtest.NewServer(t, telegramtest.WithoutLimits())
+	free.AddBot(tokenA)
+	c := newBot(t, free, tokenA)
+	for i := range 50 {
+		if err := send(c, 7); err != nil {
+			t.Fatalf("send %d without limits: %v", i, err)
+		}
+	}
 }
 
 func TestContentTypes(t *testing.T) {
-	srv := telegramtest.NewServer(t)
+	srv := telegramtest.NewServer(t, telegramtest.WithoutLimits())
 	srv.AddBot(tokenA)
 	base := srv.URL() + "/bot" + tokenA + "/sendMessage"
 	post := func(ct string, body string, query string) (int, string) {
