@@ -48,9 +48,23 @@ soak:
 	TEST_DATABASE_URL=$$url $(GO) test -count=5 -timeout 90m ./... && \
 	TEST_DATABASE_URL=$$url FERRY_BENCH_POSTS=5000 $(GO) test -run '^$$' -bench IndexEndToEnd -benchtime 1x -timeout 60m ./cmd/ferry/
 
+# Deploy checks, each really run here and none part of `make test`: the
+# Dockerfile built with buildah and run (migrate, web, one update, worker);
+# GoReleaser's snapshot build of this machine's target; the Colab notebook
+# executed with nbclient against the Bot API stand-in.
+.PHONY: image-check release-check notebook-check
+image-check:
+	@scripts/image-check.sh
+
+release-check:
+	@scripts/release-check.sh
+
+notebook-check:
+	@scripts/notebook-check.sh
+
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzParseUpdate -fuzztime 60s ./webhook/
 	$(GO) test -run '^$$' -fuzz FuzzLeanParseAgrees -fuzztime 60s ./webhook/
 
 clean:
-	rm -rf bin
+	rm -rf bin dist

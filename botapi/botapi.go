@@ -33,13 +33,7 @@ type Bot struct {
 // must not depend on Telegram being reachable.
 func New(bots []config.Bot, serverURL string, httpClient *http.Client, logger *slog.Logger) (*Bots, error) {
 	if httpClient == nil {
-		// Every bot talks to the same host. Go's default transport keeps
-		// two idle connections per host, so with more calls in flight than
-		// that (replies go eight at a time) each extra connection was
-		// closed after its call and dialed again, over TLS, for the next.
-		tr := http.DefaultTransport.(*http.Transport).Clone()
-		tr.MaxIdleConnsPerHost = 64
-		httpClient = &http.Client{Timeout: 60 * time.Second, Transport: tr}
+		httpClient = NewHTTPClient()
 	}
 	set := &Bots{byID: make(map[int64]*Bot, len(bots)), logger: logger}
 	for _, cb := range bots {
@@ -60,6 +54,17 @@ func New(bots []config.Bot, serverURL string, httpClient *http.Client, logger *s
 		set.byID[cb.ID] = b
 	}
 	return set, nil
+}
+
+// NewHTTPClient is the HTTP client New uses when given none.
+func NewHTTPClient() *http.Client {
+	// Every bot talks to the same host. Go's default transport keeps
+	// two idle connections per host, so with more calls in flight than
+	// that (replies go eight at a time) each extra connection was
+	// closed after its call and dialed again, over TLS, for the next.
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConnsPerHost = 64
+	return &http.Client{Timeout: 60 * time.Second, Transport: tr}
 }
 
 // ByID returns the bot with the given numeric id.

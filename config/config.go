@@ -16,6 +16,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/caarlos0/env/v11"
 	"github.com/joho/godotenv"
@@ -72,9 +73,24 @@ type Config struct {
 	RiverUIUser      string   `env:"RIVERUI_USER"`
 	RiverUIPassword  string   `env:"RIVERUI_PASSWORD"`
 	UploadRoots      []string `env:"UPLOAD_ROOTS" envSeparator:":"`
-	UploadThreads    int      `env:"UPLOAD_THREADS" envDefault:"8"`
+	UploadThreads    int      `env:"UPLOAD_THREADS" envDefault:"8"`     // 8 per SPEC; at 109 ms/part (mtproto/BENCH.md) 8→36, 16→70, 32→140 MB/s, each ≥90% of bound; 32 peaks at 99.7 MiB RSS
+	UploadURLAllow   []string `env:"UPLOAD_URL_ALLOW" envSeparator:","` // hosts/CIDRs /upload <url> may reach though internal
 	SessionKey       string   `env:"SESSION_KEY"`
 	LinkSecret       string   `env:"LINK_SECRET"`
+	// LinkLifetime is how long a handed-out file link stays valid.
+	LinkLifetime time.Duration `env:"LINK_LIFETIME" envDefault:"24h"`
+	// FilePagePublic serves /f/{unique_id} without a signature (default:
+	// the page needs a signed link too).
+	FilePagePublic bool `env:"FILE_PAGE_PUBLIC"`
+	// StreamsPerBot and StreamsPerIP cap concurrent /dl streams (0: no cap).
+	StreamsPerBot int `env:"STREAMS_PER_BOT" envDefault:"8"`
+	StreamsPerIP  int `env:"STREAMS_PER_IP" envDefault:"4"`
+	// SendLimits changes the rates the send budget keeps each bot to
+	// (botpool.ParseLimits): "" is Telegram's, "none" paces nothing.
+	SendLimits string `env:"SEND_LIMITS"`
+	// IdleExitAfter makes `ferry serve` exit 0 after this long with nothing
+	// to do (scale to zero on Fly); zero keeps it running.
+	IdleExitAfter time.Duration `env:"IDLE_EXIT_AFTER"`
 }
 
 // Load reads the process environment and, when it exists, the .env file at
@@ -128,12 +144,22 @@ func FromMap(environ map[string]string) (*Config, error) {
 		return nil, fmt.Errorf("config: %w", err)
 	}
 	cfg.Bots = bots
+	if app := environ["FLY_APP_NAME"]; cfg.PublicURL == "" && app != "" {
+		// Fly sets FLY_APP_NAME on every machine: fly.toml names no URL.
+		cfg.PublicURL = "https://" + app + ".fly.dev"
+	}
 	cfg.UpdatesMode = strings.ToLower(strings.TrimSpace(cfg.UpdatesMode))
 	if cfg.UpdatesMode == "" {
 		cfg.UpdatesMode = defaultUpdatesMode(cfg)
 	}
 	if cfg.UpdatesMode != "webhook" && cfg.UpdatesMode != "poll" {
 		return nil, fmt.Errorf("config: UPDATES_MODE must be webhook or poll, got %q", cfg.UpdatesMode)
+	}
+	if cfg.LinkLifetime < time.Minute {
+		return nil, fmt.Errorf("config: LINK_LIFETIME must be at least 1m, got %v", cfg.LinkLifetime)
+	}
+	if cfg.StreamsPerBot < 0 || cfg.StreamsPerIP < 0 {
+		return nil, fmt.Errorf("config: STREAMS_PER_BOT and STREAMS_PER_IP must not be negative")
 	}
 	if cfg.UploadThreads < 1 || cfg.UploadThreads > 64 {
 		return nil, fmt.Errorf("config: UPLOAD_THREADS must be 1..64, got %d", cfg.UploadThreads)
@@ -259,7 +285,11 @@ func (c *Config) LogValue() slog.Value {
 		slog.Bool("r2", c.R2.Enabled()),
 		slog.String("riverui", set(c.RiverUIUser+c.RiverUIPassword)),
 		slog.Int("upload_threads", c.UploadThreads),
+		slog.String("link_secret", set(c.LinkSecret)),
+		slog.Duration("link_lifetime", c.LinkLifetime),
+		slog.Bool("file_page_public", c.FilePagePublic),
 		slog.Any("upload_roots", c.UploadRoots),
+		slog.Any("upload_url_allow", c.UploadURLAllow),
 	)
 }
 

@@ -52,6 +52,11 @@ type Options struct {
 	// address under R2_PUBLIC_URL). It is a function so the *r2.Store's
 	// PublicURL method can be passed as is.
 	R2PublicURL func(uniqueID string) string
+	// PageURL, when set, gives the View button a freshly signed file page
+	// link (links.Signer.PageURL); it wins over R2PublicURL.
+	PageURL func(uniqueID string) string
+	// Metrics counts committed outcomes (Committed); nil counts nothing.
+	Metrics *Metrics
 }
 
 // Indexer is the engine. It is safe for concurrent use.
@@ -63,6 +68,8 @@ type Indexer struct {
 	checkTimeout time.Duration
 	publicURL    string
 	r2PublicURL  func(string) string
+	pageURL      func(string) string
+	metrics      *Metrics
 }
 
 // New builds an Indexer.
@@ -86,6 +93,8 @@ func New(opts Options) (*Indexer, error) {
 		checkTimeout: ct,
 		publicURL:    trimSlash(opts.PublicURL),
 		r2PublicURL:  opts.R2PublicURL,
+		pageURL:      opts.PageURL,
+		metrics:      opts.Metrics,
 	}, nil
 }
 

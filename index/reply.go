@@ -62,10 +62,16 @@ func FormatReply(o Outcome, viewURL string) (text string, button Button) {
 	return b.String(), button
 }
 
-// ViewURL is where a file's View button leads: the R2 object's public URL
-// when R2_PUBLIC_URL is set, else ferry's file page PUBLIC_URL/f/{id}, else
-// "" (no button).
+// ViewURL is where a file's View button leads: a freshly signed file page
+// link when links are on (PageURL), else the R2 object's public URL when
+// R2_PUBLIC_URL is set, else ferry's file page PUBLIC_URL/f/{id}, else ""
+// (no button).
 func (ix *Indexer) ViewURL(uniqueID string) string {
+	if ix.pageURL != nil {
+		if u := ix.pageURL(uniqueID); u != "" {
+			return u
+		}
+	}
 	if ix.r2PublicURL != nil {
 		if u := ix.r2PublicURL(uniqueID); u != "" {
 			return u
@@ -75,6 +81,15 @@ func (ix *Indexer) ViewURL(uniqueID string) string {
 		return ""
 	}
 	return ix.publicURL + "/f/" + uniqueID
+}
+
+// SignedPageURL is a freshly signed link to the file's page, or "" when
+// links are off (no LINK_SECRET or no PUBLIC_URL).
+func (ix *Indexer) SignedPageURL(uniqueID string) string {
+	if ix.pageURL == nil {
+		return ""
+	}
+	return ix.pageURL(uniqueID)
 }
 
 // HumanSize formats a byte count the way the seed's replies do, in binary

@@ -164,33 +164,8 @@ func (w *UpdateWorker) help(admin bool) string {
 	return sb.String()
 }
 
-// bots lists each configured bot with what the bot choice for sends knows
-// of it: sends, failures and a flood wait still running.
-func (w *UpdateWorker) bots(ctx context.Context) (string, error) {
-	loads, err := w.d.DB.BotLoadList(ctx)
-	if err != nil {
-		return "", err
-	}
-	byID := make(map[int64]db.BotLoad, len(loads))
-	for _, l := range loads {
-		byID[l.BotID] = l
-	}
-	var sb strings.Builder
-	sb.WriteString("<b>Bots</b>\n")
-	for _, b := range w.d.Bots.All() {
-		fmt.Fprintf(&sb, "b_%d: %d", b.Slot, b.ID)
-		if name := username(ctx, w.d, b); name != "" {
-			fmt.Fprintf(&sb, " @%s", html.EscapeString(name))
-		}
-		l := byID[b.ID]
-		fmt.Fprintf(&sb, " — %d sends, %d failed", l.Sends, l.Failures)
-		if wait := time.Until(l.FloodWaitUntil); wait > 0 {
-			fmt.Fprintf(&sb, ", in flood wait for %s", wait.Round(time.Second))
-		}
-		sb.WriteString("\n")
-	}
-	return sb.String(), nil
-}
+// bots answers /bots (botsinfo.go).
+func (w *UpdateWorker) bots(ctx context.Context) (string, error) { return w.botsReport(ctx) }
 
 func (w *UpdateWorker) stats(ctx context.Context) (string, error) {
 	st, err := w.d.DB.StatsCount(ctx)
@@ -223,6 +198,12 @@ func (w *UpdateWorker) stats(ctx context.Context) (string, error) {
 		st.Files, st.PostsReplied, st.SightingsWaiting, st.R2Pending)
 	if st.SightingsFailed > 0 {
 		fmt.Fprintf(&sb, "; %d could not be indexed (send /retry sightings to try again)", st.SightingsFailed)
+	}
+	if err := w.budgetLines(ctx, &sb); err != nil {
+		return "", err
+	}
+	if err := w.uploadsAndUptime(ctx, &sb); err != nil {
+		return "", err
 	}
 	return sb.String(), nil
 }

@@ -41,8 +41,11 @@ func (w *UpdateWorker) deliverPrivateFile(ctx context.Context, b *botapi.Bot, m 
 	if channel == 0 {
 		return w.reply(ctx, b, m.Chat.ID, "No target channel: set CHANNEL_ID.")
 	}
+	if err := paced(ctx, w.d, b.ID, channel); err != nil {
+		return err
+	}
 	id, err := b.Client.CopyMessage(ctx, &bot.CopyMessageParams{ChatID: channel, FromChatID: m.Chat.ID, MessageID: m.ID})
-	if err != nil {
+	if err = floodCheck(ctx, w.d, b.ID, channel, "copyMessage", err); err != nil {
 		if botapi.Permanent(err) {
 			// The reason (e.g. the bot is not an admin of the channel) is
 			// Telegram's description, safe and useful to show.
@@ -52,6 +55,9 @@ func (w *UpdateWorker) deliverPrivateFile(ctx context.Context, b *botapi.Bot, m 
 			}
 		}
 		return outcome(fmt.Errorf("copy message %d to channel: %w", m.ID, botapi.Redact(err, b.Token)))
+	}
+	if err := pacedAfter(ctx, w.d, b.ID, m.Chat.ID); err != nil {
+		return err
 	}
 	_, err = b.Client.SendMessage(ctx, &bot.SendMessageParams{
 		ChatID:          m.Chat.ID,

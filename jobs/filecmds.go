@@ -74,23 +74,39 @@ func (w *UpdateWorker) get(ctx context.Context, chatID int64, uniqueID string) (
 	if err != nil {
 		return "", err
 	}
-	_, err = w.d.Senders.Send(ctx, holders, func(ctx context.Context, h botpool.Holder) error {
+	_, err = w.d.Senders.SendTo(ctx, chatID, sendMethod(f.Type), holders, func(ctx context.Context, h botpool.Holder) error {
 		b, ok := w.d.Bots.ByID(h.BotID)
 		if !ok {
 			return fmt.Errorf("bot %d is not configured here", h.BotID)
 		}
 		return botapi.Redact(sendFileID(ctx, b, chatID, f.Type, h.FileID, f.Caption), b.Token)
 	})
+	if wait, ok := botpool.AsWait(err); ok {
+		return "", river.JobSnooze(wait)
+	}
 	if errors.Is(err, botpool.ErrNoHolder) {
 		if d, ok := botapi.RetryAfter(err); ok {
 			return "", river.JobSnooze(d)
 		}
-		return fmt.Sprintf("No bot could send %s right now.", html.EscapeString(f.Name)), nil
+		return fmt.Sprintf("No bot could send %s right now.", html.EscapeString(f.Name)) + fileLink(w.d.Index, f), nil
 	}
 	if err != nil {
 		return "", err
 	}
+	if l := fileLink(w.d.Index, f); l != "" {
+		return strings.TrimPrefix(l, "\n\n"), nil
+	}
 	return "", nil
+}
+
+// fileLink is a fresh signed link to the file's page (which plays and
+// downloads it), or "" when links are off.
+func fileLink(ix *index.Indexer, f index.File) string {
+	u := ix.SignedPageURL(f.UniqueID)
+	if u == "" {
+		return ""
+	}
+	return fmt.Sprintf("\n\n<a href=\"%s\">%s</a>: %s", html.EscapeString(u), index.ViewButtonLabel, html.EscapeString(f.Name))
 }
 
 // sendFileID sends a file by one bot's file_id with the method of its type.

@@ -14,6 +14,7 @@ import (
 	"github.com/riverqueue/river/rivertype"
 
 	"github.com/ferry-dev/ferry/botapi"
+	"github.com/ferry-dev/ferry/botpool"
 	"github.com/ferry-dev/ferry/db"
 	"github.com/ferry-dev/ferry/index"
 )
@@ -99,13 +100,18 @@ func (w *UpdateWorker) indexPost(ctx context.Context, b *botapi.Bot, msg *models
 // deadlock on rows they share (Postgres aborts one); that batch is simply
 // run again at once, without spending a job attempt.
 func indexPosts(ctx context.Context, d *Deps, posts []index.Post) error {
-	return db.WithTx(ctx, d.DB, func(tx db.Tx) error {
-		outs, err := d.Index.IndexMany(ctx, tx, posts)
-		if err != nil {
+	var outs []index.Outcome
+	err := db.WithTx(ctx, d.DB, func(tx db.Tx) error {
+		var err error
+		if outs, err = d.Index.IndexMany(ctx, tx, posts); err != nil {
 			return err
 		}
 		return queueIndexJobs(ctx, tx, d, posts, outs)
 	})
+	if err == nil {
+		d.Index.Committed(outs)
+	}
+	return err
 }
 
 // queueIndexJobs inserts, in the transaction that recorded the sightings,
@@ -231,7 +237,9 @@ func (w *IndexDrainWorker) NextRetry(job *river.Job[IndexDrainArgs]) time.Time {
 // returns how many it took.
 func (w *IndexDrainWorker) round(ctx context.Context) (int, error) {
 	var taken int
+	var committed []index.Outcome
 	err := db.WithTx(ctx, w.d.DB, func(tx db.Tx) error {
+		committed = nil
 		from, err := tx.SightingBatchTake(ctx, drainRound)
 		if err != nil {
 			return err
@@ -253,8 +261,12 @@ func (w *IndexDrainWorker) round(ctx context.Context) (int, error) {
 		if err != nil {
 			return err
 		}
+		committed = outs
 		return queueIndexJobs(ctx, tx, w.d, posts, outs)
 	})
+	if err == nil {
+		w.d.Index.Committed(committed)
+	}
 	return taken, err
 }
 
@@ -332,14 +344,30 @@ type IndexReplyWorker struct {
 	d *Deps
 }
 
-// replyParallel bounds the replies one job has in flight.
-const replyParallel = 8
+const (
+	// replyParallel bounds the replies one job has in flight.
+	replyParallel = 8
+	// replyTurns is the most send turns one take reserves, and replyAhead
+	// how far ahead they may be: far enough that the sends of a busy chat
+	// follow each other without a gap, near enough that another job's
+	// replies or an upload's final message get a turn within seconds.
+	replyTurns = 64
+	replyAhead = 5 * time.Second
+	// replySlice is how long one run sends before it snoozes (and runs
+	// again at once), well inside the job timeout.
+	replySlice = 40 * time.Second
+)
 
 // Work sends every reply not yet recorded as sent, each recorded as soon as
-// its send returns (see markSent), so a retry sends only the rest. A post
-// Telegram refuses for good (400, 403: deleted, or the bot lost the channel)
-// is logged and left; a 429 snoozes the job for the longest retry_after
-// seen; any other failure, a failed mark included, retries the job.
+// its send returns (see markSent), so a retry sends only the rest. Every
+// send takes a turn from the send budget first: a post's reply goes
+// through whichever of the bots that see its chat (the bot that claimed
+// it first) has the next turn, so N bots answer a busy channel N times as
+// fast. When no turn is free within replyAhead the job snoozes until one
+// is (no attempt used). A 429 blocks its bot in that chat for everyone and
+// the reply goes through another turn. A post Telegram refuses for good
+// (400, 403: deleted, or the bot lost the channel) is logged and left;
+// any other failure, a failed mark included, retries the job.
 func (w *IndexReplyWorker) Work(ctx context.Context, job *river.Job[IndexReplyArgs]) error {
 	ix := w.d.Index
 	want := job.Args.Posts
@@ -352,52 +380,155 @@ func (w *IndexReplyWorker) Work(ctx context.Context, job *river.Job[IndexReplyAr
 	if err != nil {
 		return err
 	}
-	errs := make([]error, len(pending))
+	var chats []int64
+	byChat := map[int64][]index.PendingReply{}
+	for _, r := range pending {
+		if _, ok := byChat[r.ChatID]; !ok {
+			chats = append(chats, r.ChatID)
+		}
+		byChat[r.ChatID] = append(byChat[r.ChatID], r)
+	}
 	sent := make(chan index.SentReply, len(pending))
 	marked := make(chan error, 1)
 	go func() { marked <- markSent(context.WithoutCancel(ctx), ix, sent) }()
-	sem := make(chan struct{}, replyParallel)
+	run := &replyRun{w: w, sent: sent, sem: make(chan struct{}, replyParallel), until: time.Now().Add(replySlice)}
 	var wg sync.WaitGroup
-	for i, r := range pending {
+	for _, chat := range chats {
 		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			s, err := w.reply(ctx, bots[r.PostRef], r)
-			if err == nil {
-				sent <- s
-			}
-			errs[i] = err
-		}()
+		go func() { defer wg.Done(); run.chat(ctx, chat, byChat[chat], bots) }()
 	}
 	wg.Wait()
 	close(sent)
 	if err := <-marked; err != nil {
-		errs = append(errs, err)
+		run.failed = append(run.failed, err)
 	}
-	var wait time.Duration
-	var failed []error
-	for _, err := range errs {
-		if err == nil {
-			continue
-		}
-		if d, ok := botapi.RetryAfter(err); ok {
-			wait = max(wait, d)
-			continue
-		}
-		if botapi.Permanent(err) || errors.Is(err, errBotGone) {
-			logOf(ctx, w.d).Warn("index reply refused; not retried", "err", err)
-			continue
-		}
-		failed = append(failed, err)
+	if len(run.failed) > 0 {
+		return errors.Join(run.failed...)
 	}
-	if len(failed) > 0 {
-		return errors.Join(failed...)
-	}
-	if wait > 0 {
-		return river.JobSnooze(wait)
+	if run.left > 0 {
+		return river.JobSnooze(run.wait)
 	}
 	return nil
+}
+
+// replyRun is one run of a reply job: its chats are answered at once,
+// each by its own loop, sharing the sends in flight.
+type replyRun struct {
+	w     *IndexReplyWorker
+	sent  chan<- index.SentReply
+	sem   chan struct{}
+	until time.Time // the slice's end
+
+	mu     sync.Mutex
+	failed []error
+	left   int           // replies left for the next run
+	wait   time.Duration // how long until the next run
+}
+
+// senders are the bots that may answer in chat: the claimers of the posts
+// (in order), then every configured bot that has seen one of their files
+// there, which so is a member (an admin, in a channel).
+func (run *replyRun) senders(ctx context.Context, chat int64, rs []index.PendingReply, claimers map[index.PostRef]int64) ([]int64, error) {
+	d := run.w.d
+	var ids []int64
+	uids := make([]string, 0, len(rs))
+	for _, r := range rs {
+		if _, ok := d.Bots.ByID(claimers[r.PostRef]); ok {
+			ids = append(ids, claimers[r.PostRef])
+		}
+		uids = append(uids, r.Outcome.File.UniqueID)
+	}
+	seen, err := d.DB.FileBotIDBotsInChat(ctx, chat, uids)
+	if err != nil {
+		return nil, err
+	}
+	for _, id := range seen {
+		if _, ok := d.Bots.ByID(id); ok {
+			ids = append(ids, id)
+		}
+	}
+	return ids, nil
+}
+
+// chat sends the replies of one chat, taking turns in batches.
+func (run *replyRun) chat(ctx context.Context, chat int64, queue []index.PendingReply, claimers map[index.PostRef]int64) {
+	d := run.w.d
+	fail := func(err error) {
+		run.mu.Lock()
+		run.failed = append(run.failed, err)
+		run.mu.Unlock()
+	}
+	later := func(n int, wait time.Duration) {
+		run.mu.Lock()
+		run.left += n
+		run.wait = max(run.wait, wait)
+		run.mu.Unlock()
+	}
+	senders, err := run.senders(ctx, chat, queue, claimers)
+	if err != nil {
+		fail(err)
+		return
+	}
+	if len(senders) == 0 {
+		logOf(ctx, d).Warn("index replies not sent: no configured bot sees the chat", "chat_id", chat, "replies", len(queue))
+		return
+	}
+	for len(queue) > 0 {
+		if time.Now().After(run.until) {
+			later(len(queue), 0)
+			return
+		}
+		turns, next, err := d.budget().Take(ctx, chat, senders, min(len(queue), replyTurns), replyAhead)
+		if err != nil {
+			fail(err)
+			return
+		}
+		if len(turns) == 0 {
+			later(len(queue), time.Until(next))
+			return
+		}
+		batch := queue[:len(turns)]
+		queue = queue[len(turns):]
+		errs := make([]error, len(turns))
+		var wg sync.WaitGroup
+		for i, t := range turns {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if errs[i] = botpool.SleepUntil(ctx, t.At); errs[i] != nil {
+					return
+				}
+				run.sem <- struct{}{}
+				defer func() { <-run.sem }()
+				s, err := run.w.reply(ctx, t.BotID, batch[i])
+				if err == nil {
+					run.sent <- s
+				}
+				errs[i] = floodCheck(ctx, d, t.BotID, chat, "sendMessage", err)
+			}()
+		}
+		wg.Wait()
+		for i, err := range errs {
+			switch {
+			case err == nil:
+			case isRetryAfter(err):
+				queue = append(queue, batch[i]) // its bot is blocked now: another turn
+			case botapi.Permanent(err) || errors.Is(err, errBotGone):
+				logOf(ctx, d).Warn("index reply refused; not retried", "err", err)
+			default:
+				fail(err)
+			}
+		}
+		if ctx.Err() != nil {
+			fail(ctx.Err())
+			return
+		}
+	}
+}
+
+func isRetryAfter(err error) bool {
+	_, ok := botapi.RetryAfter(err)
+	return ok
 }
 
 var errBotGone = errors.New("bot is no longer configured")

@@ -26,6 +26,9 @@ type Update struct {
 	// Sighting is set for a file posted in a channel or group: the intake
 	// records it in sighting_batches instead of making an update job.
 	Sighting *Sighting
+	// Kind is what the update is about (Classify), for metrics; empty
+	// counts as other.
+	Kind Kind
 }
 
 // Sighting is the file post a channel-file update carries, as the index
@@ -63,6 +66,7 @@ type Intake struct {
 	observe  func(batch int, took time.Duration, err error)
 	// sightings routes channel files to sighting_batches (the index is on).
 	sightings bool
+	metrics   *Metrics
 }
 
 type pending struct {
@@ -248,6 +252,14 @@ func (in *Intake) commit(ctx context.Context, batch []*pending, counter int32) e
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return fmt.Errorf("commit: %w", err)
+	}
+	if in.metrics != nil {
+		for _, k := range res.New {
+			in.metrics.update(k.BotID, byKey[k].u.Kind)
+		}
+		for _, s := range accept.Sightings {
+			in.metrics.update(s.BotID, KindChannelFile)
+		}
 	}
 	return nil
 }

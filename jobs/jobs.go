@@ -54,6 +54,12 @@ type Deps struct {
 	// River is the client NewClient made; workers insert, list and
 	// complete jobs with it.
 	River db.River
+	// Metrics records updates, job results and upload progress; nil
+	// records nothing.
+	Metrics *Metrics
+	// Started is when the process started, for /stats; zero shows no
+	// uptime.
+	Started time.Time
 
 	usernames sync.Map // bot id → username, from getMe, for /cmd@name
 }
@@ -103,10 +109,18 @@ func NewClient(d *Deps, opts ClientOptions) (db.River, error) {
 			func() (river.JobArgs, *river.InsertOpts) { return IndexDrainArgs{}, nil }, &river.PeriodicJobOpts{RunOnStart: true}))
 	}
 	if opts.Work && d.R2Enabled {
+		// RunOnStart: a process that scales to zero may live less than a
+		// minute, and River never makes up for runs missed while stopped.
 		cfg.PeriodicJobs = append(cfg.PeriodicJobs, river.NewPeriodicJob(river.PeriodicInterval(time.Minute),
-			func() (river.JobArgs, *river.InsertOpts) { return R2SweepArgs{}, nil }, nil))
+			func() (river.JobArgs, *river.InsertOpts) { return R2SweepArgs{}, nil }, &river.PeriodicJobOpts{RunOnStart: true}))
 	}
+	var keeper *leaseKeeper
 	if opts.Work {
+		// A lease under the client id River records in attempted_by: a
+		// crash costs seconds, not RescueStuckJobsAfter (jobs/lease.go).
+		keeper = newLeaseKeeper(d.DB, newClientID(), d.Logger)
+		cfg.ID = keeper.id
+		cfg.Middleware = append(cfg.Middleware, keeper.middleware())
 		cfg.Queues = map[string]river.QueueConfig{
 			QueueUpdates: {MaxWorkers: 64},
 			QueueIndex:   {MaxWorkers: 32},
@@ -117,6 +131,12 @@ func NewClient(d *Deps, opts ClientOptions) (db.River, error) {
 	c, err := d.DB.NewRiver(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("river client: %w", err)
+	}
+	if opts.Work {
+		d.Metrics.watch(c)
+	}
+	if keeper != nil {
+		c = &leasedRiver{River: c, k: keeper}
 	}
 	d.River = c
 	return c, nil

@@ -23,6 +23,8 @@ type MTProtoClients struct {
 	db     db.Executor
 	logger *slog.Logger
 	key    []byte
+	// metrics counts each client's calls; nil counts nothing.
+	metrics *mtproto.Metrics
 
 	mu      sync.Mutex
 	clients map[int64]*mtproto.Client
@@ -51,6 +53,13 @@ func NewMTProtoClients(cfg *config.Config, d db.Executor, logger *slog.Logger) (
 	return m, nil
 }
 
+// WithMetrics makes the clients count their calls on mm; call it before
+// the first Client.
+func (m *MTProtoClients) WithMetrics(mm *mtproto.Metrics) *MTProtoClients {
+	m.metrics = mm
+	return m
+}
+
 // Client returns the started client of a bot.
 func (m *MTProtoClients) Client(ctx context.Context, botID int64) (*mtproto.Client, error) {
 	m.mu.Lock()
@@ -69,7 +78,7 @@ func (m *MTProtoClients) Client(ctx context.Context, botID int64) (*mtproto.Clie
 	c, err := mtproto.NewClient(mtproto.Options{
 		APIID: m.cfg.APIID, APIHash: m.cfg.APIHash, BotToken: b.Token, BotID: b.ID,
 		DCAddr: m.cfg.MTProtoDCAddr, PublicKeyPEM: m.key, SessionStorage: store,
-		Logger: m.logger.With("component", "mtproto"), PoolSize: m.cfg.UploadThreads,
+		Logger: m.logger.With("component", "mtproto"), PoolSize: m.cfg.UploadThreads, Metrics: m.metrics,
 	})
 	if err != nil {
 		return nil, err

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 )
 
 // Path errors shown to admins. They name the path the admin typed, never
@@ -38,10 +39,10 @@ func ResolveUploadPath(roots []string, p string) (string, fs.FileInfo, error) {
 	if !insideAny(roots, clean) {
 		return "", nil, ErrOutsideRoots
 	}
-	real, err := filepath.EvalSymlinks(clean)
-	if errors.Is(err, fs.ErrNotExist) {
-		return "", nil, ErrFileNotFound
-	}
+	// Where the path leads is decided before whether it exists: a link to
+	// outside the roots gets the same answer whether or not its target is
+	// there, so /upload cannot probe for files outside them.
+	real, exists, err := resolveLinks(clean)
 	if err != nil {
 		return "", nil, fmt.Errorf("resolve path: %w", err)
 	}
@@ -53,6 +54,9 @@ func ResolveUploadPath(roots []string, p string) (string, fs.FileInfo, error) {
 	}
 	if !insideAny(realRoots, real) {
 		return "", nil, fmt.Errorf("%w (through a symlink)", ErrOutsideRoots)
+	}
+	if !exists {
+		return "", nil, ErrFileNotFound
 	}
 	info, err := os.Stat(real)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -76,4 +80,47 @@ func insideAny(roots []string, p string) bool {
 		}
 	}
 	return false
+}
+
+// resolveLinks resolves every symlink in the absolute path p, as the
+// kernel would, and says whether it exists. Past the first missing
+// component the rest is joined as written (it cannot hold a link).
+func resolveLinks(p string) (string, bool, error) {
+	pending := strings.Split(p, "/")
+	cur := "/"
+	for links := 0; len(pending) > 0; {
+		name := pending[0]
+		pending = pending[1:]
+		switch name {
+		case "", ".":
+			continue
+		case "..":
+			cur = filepath.Dir(cur)
+			continue
+		}
+		next := filepath.Join(cur, name)
+		fi, err := os.Lstat(next)
+		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
+			return filepath.Join(append([]string{next}, pending...)...), false, nil
+		}
+		if err != nil {
+			return "", false, err
+		}
+		if fi.Mode()&fs.ModeSymlink == 0 {
+			cur = next
+			continue
+		}
+		if links++; links > 255 {
+			return "", false, errors.New("too many levels of symbolic links")
+		}
+		target, err := os.Readlink(next)
+		if err != nil {
+			return "", false, err
+		}
+		if filepath.IsAbs(target) {
+			cur = "/"
+		}
+		pending = append(strings.Split(target, "/"), pending...)
+	}
+	return cur, true, nil
 }

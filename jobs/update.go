@@ -110,6 +110,9 @@ func (w *UpdateWorker) membership(log *slog.Logger, m *models.ChatMemberUpdated)
 
 // reply sends an HTML message from bot b.
 func (w *UpdateWorker) reply(ctx context.Context, b *botapi.Bot, chatID int64, html string) error {
+	if err := pacedAfter(ctx, w.d, b.ID, chatID); err != nil {
+		return err
+	}
 	_, err := b.Client.SendMessage(ctx, &bot.SendMessageParams{
 		ChatID:             chatID,
 		Text:               html,
@@ -117,6 +120,7 @@ func (w *UpdateWorker) reply(ctx context.Context, b *botapi.Bot, chatID int64, h
 		LinkPreviewOptions: &models.LinkPreviewOptions{IsDisabled: bot.True()},
 	})
 	if err != nil {
+		err = floodCheck(ctx, w.d, b.ID, chatID, "sendMessage", err)
 		return outcome(fmt.Errorf("send message to chat %d: %w", chatID, botapi.Redact(err, b.Token)))
 	}
 	return nil

@@ -16,6 +16,7 @@ import (
 	"github.com/riverqueue/river"
 
 	"github.com/ferry-dev/ferry/botapi"
+	"github.com/ferry-dev/ferry/db"
 	"github.com/ferry-dev/ferry/index"
 	"github.com/ferry-dev/ferry/mtproto"
 )
@@ -27,16 +28,30 @@ import (
 // in a crash is rescued within minutes.
 const uploadSlice = 90 * time.Second
 
-// UploadArgs uploads one file from the server's disk to the target channel
-// (/upload). The admin's status message shows progress; its id is set when
-// the job is queued.
+// UploadArgs uploads one file from the server's disk (Path) or from an
+// http(s) URL to the target channel (/upload). The admin's status message
+// shows progress; its id is set when the job is queued. The unique key is
+// the command: bot, chat and message (a message id is unique per chat
+// only).
 type UploadArgs struct {
 	BotID    int64  `json:"bot_id" river:"unique"`
 	UpdateID int64  `json:"update_id" river:"unique"`
-	ChatID   int64  `json:"chat_id"`
+	ChatID   int64  `json:"chat_id" river:"unique"`
 	StatusID int    `json:"status_id"`
-	Path     string `json:"path"`
+	Path     string `json:"path,omitempty"`
+	URL      string `json:"url,omitempty"`
 	Caption  string `json:"caption"`
+	// UploaderID is the bot whose MTProto session uploads and posts (the
+	// least busy when queued); 0 means BotID. BotID keeps the chat.
+	UploaderID int64 `json:"uploader_id,omitempty"`
+}
+
+// uploader is the bot that moves the bytes.
+func (a UploadArgs) uploader() int64 {
+	if a.UploaderID != 0 {
+		return a.UploaderID
+	}
+	return a.BotID
 }
 
 // Kind names the job.
@@ -64,7 +79,7 @@ func (w *UploadWorker) Timeout(*river.Job[UploadArgs]) time.Duration {
 func (w *UpdateWorker) upload(ctx context.Context, b *botapi.Bot, m *models.Message, args string) error {
 	path, caption := splitPathArg(args)
 	if path == "" {
-		return w.reply(ctx, b, m.Chat.ID, "Usage: /upload &lt;path&gt; [caption]")
+		return w.reply(ctx, b, m.Chat.ID, "Usage: /upload &lt;path or http(s) URL&gt; [caption]")
 	}
 	if w.d.MTProto == nil {
 		return w.reply(ctx, b, m.Chat.ID, "Uploads are not enabled: set API_ID, API_HASH and SESSION_KEY.")
@@ -72,20 +87,37 @@ func (w *UpdateWorker) upload(ctx context.Context, b *botapi.Bot, m *models.Mess
 	if w.d.Config.ChannelID == 0 {
 		return w.reply(ctx, b, m.Chat.ID, "No target channel: set CHANNEL_ID.")
 	}
-	_, info, err := ResolveUploadPath(w.d.Config.UploadRoots, path)
-	if err != nil {
-		return w.reply(ctx, b, m.Chat.ID, pathError(path, err))
+	args2 := UploadArgs{BotID: b.ID, UpdateID: int64(m.ID), ChatID: m.Chat.ID, Caption: caption}
+	var queued string
+	if isURL(path) {
+		if err := w.d.checkURL(path); err != nil {
+			return w.reply(ctx, b, m.Chat.ID, urlError(path, err))
+		}
+		args2.URL = path
+		queued = fmt.Sprintf("Queued <code>%s</code>", html.EscapeString(redactURL(path)))
+	} else {
+		_, info, err := ResolveUploadPath(w.d.Config.UploadRoots, path)
+		if err != nil {
+			return w.reply(ctx, b, m.Chat.ID, pathError(path, err))
+		}
+		if err := w.d.checkUploadSize(info.Size()); err != nil {
+			return w.reply(ctx, b, m.Chat.ID, fmt.Sprintf("Cannot upload <b>%s</b>: %s", html.EscapeString(filepath.Base(path)), html.EscapeString(err.Error())))
+		}
+		args2.Path = path
+		queued = fmt.Sprintf("Queued <b>%s</b> (%s)", html.EscapeString(filepath.Base(path)), index.HumanSize(info.Size()))
+	}
+	args2.UploaderID = pickUploader(ctx, w.d, b.ID)
+	if err := paced(ctx, w.d, b.ID, m.Chat.ID); err != nil {
+		return err
 	}
 	status, err := b.Client.SendMessage(ctx, &bot.SendMessageParams{
-		ChatID: m.Chat.ID, ParseMode: models.ParseModeHTML,
-		Text: fmt.Sprintf("Queued <b>%s</b> (%s)", html.EscapeString(filepath.Base(path)), index.HumanSize(info.Size())),
+		ChatID: m.Chat.ID, ParseMode: models.ParseModeHTML, Text: queued,
 	})
 	if err != nil {
 		return outcome(fmt.Errorf("send status message: %w", botapi.Redact(err, b.Token)))
 	}
-	_, err = w.d.River.Insert(ctx, UploadArgs{
-		BotID: b.ID, UpdateID: int64(m.ID), ChatID: m.Chat.ID, StatusID: status.ID, Path: path, Caption: caption,
-	}, nil)
+	args2.StatusID = status.ID
+	_, err = w.d.River.Insert(ctx, args2, nil)
 	if err != nil {
 		return fmt.Errorf("queue upload of %s: %w", path, err)
 	}
@@ -123,7 +155,7 @@ func (w *UploadWorker) Work(ctx context.Context, job *river.Job[UploadArgs]) err
 	if !ok {
 		return river.JobCancel(fmt.Errorf("bot %d is no longer configured", a.BotID))
 	}
-	status := NewProgressMessage(b, a.ChatID, a.StatusID, CancelButton(job.ID), 3*time.Second)
+	status := NewProgressMessage(b, a.ChatID, a.StatusID, CancelButton(job.ID), 3*time.Second).WithBudget(w.d.budget())
 	final := func(text string, markup models.ReplyMarkup) {
 		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 		defer cancel()
@@ -132,13 +164,40 @@ func (w *UploadWorker) Work(ctx context.Context, job *river.Job[UploadArgs]) err
 		}
 	}
 	name := filepath.Base(a.Path)
-
-	real, info, err := ResolveUploadPath(w.d.Config.UploadRoots, a.Path)
-	if err != nil {
-		final(pathError(a.Path, err), nil)
+	var (
+		real string
+		size int64
+		src  *urlSource
+	)
+	if a.URL != "" {
+		name = urlName(a.URL)
+		var err error
+		src, err = w.d.openURL(ctx, a.URL)
+		if err != nil {
+			if ctx.Err() == nil && permanentURLError(err) {
+				final(urlError(a.URL, err), nil)
+				return river.JobCancel(err)
+			}
+			final(fmt.Sprintf("Upload of <b>%s</b> failed (attempt %d of %d), retrying: %s", html.EscapeString(name),
+				job.Attempt, job.MaxAttempts, html.EscapeString(err.Error())), CancelButton(job.ID))
+			return fmt.Errorf("open %s: %w", redactURL(a.URL), err)
+		}
+		defer src.Close()
+		name, size = src.Name, src.Size
+	} else {
+		r, info, err := ResolveUploadPath(w.d.Config.UploadRoots, a.Path)
+		if err != nil {
+			final(pathError(a.Path, err), nil)
+			return river.JobCancel(err)
+		}
+		real, size = r, info.Size()
+	}
+	if err := w.d.checkUploadSize(size); err != nil {
+		// Before any part is sent.
+		final(fmt.Sprintf("Cannot upload <b>%s</b>: %s", html.EscapeString(name), html.EscapeString(err.Error())), nil)
 		return river.JobCancel(err)
 	}
-	client, err := w.d.MTProto.Client(ctx, a.BotID)
+	client, err := w.d.MTProto.Client(ctx, a.uploader())
 	if err != nil {
 		return fmt.Errorf("mtproto client: %w", err)
 	}
@@ -146,8 +205,9 @@ func (w *UploadWorker) Work(ctx context.Context, job *river.Job[UploadArgs]) err
 	if err != nil {
 		return err
 	}
-	up := mtproto.NewUploader(pool, w.d.UploadState).WithThreads(w.d.Config.UploadThreads).WithBotID(a.BotID).WithLogger(logOf(ctx, w.d))
-	if err := up.CheckSize(info.Size()); err != nil {
+	meter := w.d.Metrics.uploadMeter()
+	up := mtproto.NewUploader(meter.invoker(pool), w.d.UploadState).WithThreads(w.d.Config.UploadThreads).WithBotID(a.uploader()).WithLogger(logOf(ctx, w.d))
+	if err := up.CheckSize(size); err != nil {
 		final(fmt.Sprintf("Cannot upload <b>%s</b>: %s", html.EscapeString(name), html.EscapeString(err.Error())), nil)
 		return river.JobCancel(err)
 	}
@@ -167,26 +227,62 @@ func (w *UploadWorker) Work(ctx context.Context, job *river.Job[UploadArgs]) err
 	if err := os.MkdirAll(tmp, 0o700); err != nil {
 		tmp = ""
 	}
-	req := mtproto.FileRequest{
-		Key: fmt.Sprintf("upload/%d", job.ID), Path: real, Peer: peer, Caption: a.Caption, TempDir: tmp,
-		AsVideo: strings.HasPrefix(mtproto.MimeByExt(name), "video/"),
-		OnProgress: func(p mtproto.Progress) {
-			status.Set(FormatProgress(ProgressView{Verb: "Uploading", Name: name, Acked: p.Acked, Total: p.Total,
-				Speed: p.Speed, ETA: p.ETA, Elapsed: time.Since(started)}))
-		},
+	key := fmt.Sprintf("upload/%d", job.ID)
+	onProgress := func(p mtproto.Progress) {
+		meter.progress(p, mtproto.PartSize)
+		status.Set(FormatProgress(ProgressView{Verb: "Uploading", Name: name, Acked: p.Acked, Total: p.Total,
+			Speed: p.Speed, ETA: p.ETA, Elapsed: time.Since(started)}))
 	}
-	msgID, err := mtproto.DeliverFile(sliceCtx, up, mtproto.NewSender(client.API(), w.d.UploadState).WithLogger(logOf(ctx, w.d)), req)
+	snd := mtproto.NewSender(client.API(), w.d.UploadState).WithLogger(logOf(ctx, w.d))
+	var msgID int
+	if src != nil {
+		// Straight from the URL into the pipeline: no video probe (it
+		// reads a file on disk), the file goes as a document.
+		msgID, err = mtproto.Deliver(sliceCtx, up, snd,
+			mtproto.UploadRequest{Key: key, Name: name, Size: size, ReaderAt: src, OnProgress: onProgress},
+			mtproto.Post{Peer: peer, Name: name, MimeType: mtproto.MimeByExt(name), Caption: a.Caption})
+	} else {
+		msgID, err = mtproto.DeliverFile(sliceCtx, up, snd, mtproto.FileRequest{
+			Key: key, Path: real, Peer: peer, Caption: a.Caption, TempDir: tmp,
+			AsVideo: strings.HasPrefix(mtproto.MimeByExt(name), "video/"), OnProgress: onProgress,
+		})
+	}
 	stopEdits()
 	<-editsDone
+	cancelled := errors.Is(context.Cause(ctx), river.ErrJobCancelledRemotely)
+	if errors.Is(err, mtproto.ErrAlreadyPosted) && !cancelled {
+		// RANDOM_ID_DUPLICATE: an earlier attempt posted it and died
+		// before recording the message; retrying cannot post it again.
+		msgID, err = w.alreadyPosted(ctx, key), nil
+	}
 
 	switch {
 	case err == nil:
+		// Counted with the job's completion, so a retry after a crash
+		// (which finds the post made) does not count the file again.
+		err := db.WithTx(ctx, w.d.DB, func(tx db.Tx) error {
+			if err := tx.UploadTotalAdd(ctx, size); err != nil {
+				return err
+			}
+			if err := w.d.River.JobCompleteTx(ctx, tx, job.JobRow); err != nil {
+				return fmt.Errorf("complete upload job: %w", err)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
 		took := time.Since(started)
 		text := fmt.Sprintf("Uploaded <b>%s</b> (%s) in %s, %s/s on average.", html.EscapeString(name),
-			index.HumanSize(info.Size()), took.Round(time.Second), index.HumanSize(int64(float64(info.Size())/max(took.Seconds(), 0.001))))
+			index.HumanSize(size), took.Round(time.Second), index.HumanSize(int64(float64(size)/max(took.Seconds(), 0.001))))
+		if msgID == 0 {
+			final(fmt.Sprintf("Uploaded <b>%s</b> (%s): it was already in the channel (Telegram did not say which post).",
+				html.EscapeString(name), index.HumanSize(size)), nil)
+			return nil
+		}
 		final(text, LinkButton("Open post", MessageLink(w.d.Config.ChannelID, msgID)))
 		return nil
-	case errors.Is(context.Cause(ctx), river.ErrJobCancelledRemotely):
+	case cancelled:
 		final(fmt.Sprintf("Cancelled the upload of <b>%s</b>.", html.EscapeString(name)), nil)
 		return river.JobCancel(errors.New("cancelled by an admin"))
 	case ctx.Err() != nil:
@@ -200,6 +296,7 @@ func (w *UploadWorker) Work(ctx context.Context, job *river.Job[UploadArgs]) err
 		return river.JobCancel(err)
 	}
 	if d, ok := tgerr.AsFloodWait(err); ok {
+		w.d.floodWaited(ctx, a.uploader(), d)
 		status.Set(fmt.Sprintf("Telegram asked to wait %s before uploading <b>%s</b>.", d, html.EscapeString(name)))
 		return river.JobSnooze(d)
 	}

@@ -58,6 +58,9 @@ type Options struct {
 	// MaxFloodWait is the longest FLOOD_WAIT obeyed inline (default 5m);
 	// longer ones are returned as errors for the job to reschedule.
 	MaxFloodWait time.Duration
+	// Metrics counts calls, errors and flood waits by method; nil counts
+	// nothing.
+	Metrics *Metrics
 }
 
 // Client is one bot's logged-in MTProto connection plus a pool of data
@@ -163,10 +166,15 @@ func NewClient(opts Options) (*Client, error) {
 // middlewares returns a fresh rate limiter and flood-wait waiter: every
 // invoker we use (main connection, data pools) gets its own chain.
 func (c *Client) middlewares(r rate.Limit, burst int) []telegram.Middleware {
-	return []telegram.Middleware{
+	mws := []telegram.Middleware{
 		ratelimit.New(r, burst),
 		floodwait.NewSimpleWaiter().WithMaxWait(c.opts.MaxFloodWait),
 	}
+	if c.opts.Metrics != nil {
+		// Innermost: under the waiter, every FLOOD_WAIT is seen.
+		mws = append(mws, c.opts.Metrics.Middleware())
+	}
+	return mws
 }
 
 // wrap applies middlewares to a raw invoker (gotd applies Options.Middlewares

@@ -76,11 +76,11 @@ func (h *handler) accept(c echo.Context) (int, string) {
 	if int64(len(body)) > h.maxBody {
 		return http.StatusRequestEntityTooLarge, "request body too large"
 	}
-	id, sighting, err := ParseUpdate(body)
+	id, sighting, kind, err := ParseUpdateKind(body)
 	if err != nil {
 		return http.StatusBadRequest, err.Error()
 	}
-	if err := h.intake.Submit(c.Request().Context(), jobs.Update{BotID: b.ID, UpdateID: id, Raw: body, Sighting: sighting}); err != nil {
+	if err := h.intake.Submit(c.Request().Context(), jobs.Update{BotID: b.ID, UpdateID: id, Raw: body, Sighting: sighting, Kind: kind}); err != nil {
 		h.logger.Error("could not commit the update; Telegram will retry", "bot", b, "update_id", id, "err", err)
 		return http.StatusServiceUnavailable, "try again"
 	}
@@ -97,14 +97,8 @@ func (h *handler) accept(c echo.Context) (int, string) {
 // index records (updateLean), a fraction of the cost of a models.Update.
 // All other updates are decoded whole, as their workers will decode them.
 func ParseUpdate(body []byte) (int64, *jobs.Sighting, error) {
-	if id, s, ok := parseChannelFile(body); ok {
-		return id, s, nil
-	}
-	id, u, err := parseFull(body)
-	if err != nil {
-		return 0, nil, err
-	}
-	return id, jobs.SightingOf(u), nil
+	id, s, _, err := ParseUpdateKind(body)
+	return id, s, err
 }
 
 // parseFull decodes body once: the outer UpdateID shadows models.Update's

@@ -147,14 +147,14 @@ func (p *Poller) getUpdates(ctx context.Context, b *botapi.Bot, offset int64) ([
 	}
 	out := make([]jobs.Update, 0, len(ans.Result))
 	for _, raw := range ans.Result {
-		id, sighting, err := ParseUpdate(raw)
+		id, sighting, kind, err := ParseUpdateKind(raw)
 		if err != nil {
 			// Telegram sent it, so it is of a type we do not know yet;
 			// skip it rather than stall the bot forever.
 			p.logger.Warn("skip undecodable update", "bot", b.Bot, "err", err)
 			continue
 		}
-		out = append(out, jobs.Update{BotID: b.ID, UpdateID: id, Raw: []byte(raw), Sighting: sighting})
+		out = append(out, jobs.Update{BotID: b.ID, UpdateID: id, Raw: []byte(raw), Sighting: sighting, Kind: kind})
 	}
 	return out, nil
 }

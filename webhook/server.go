@@ -18,6 +18,7 @@ import (
 
 	"github.com/ferry-dev/ferry/config"
 	"github.com/ferry-dev/ferry/jobs"
+	"github.com/ferry-dev/ferry/links"
 )
 
 // Submitter makes updates durable; jobs.Intake is the real one.
@@ -40,6 +41,10 @@ type Options struct {
 	Logger   *slog.Logger
 	// Files serves /f/{unique_id} pages when non-nil.
 	Files FileLookup
+	// Links signs file links (nil: links are off); Stream serves
+	// GET|HEAD /dl/{unique_id}/{name} when non-nil.
+	Links  *links.Signer
+	Stream http.Handler
 	// MaxBody caps an update's size (default 1 MiB; Telegram's are far smaller).
 	MaxBody int64
 }
@@ -69,7 +74,12 @@ func NewServer(o Options) *echo.Echo {
 		e.POST("/tg/:bot", newHandler(o.Config, o.Intake, o.Logger, o.MaxBody, o.Metrics).serve)
 	}
 	if o.Files != nil {
-		e.GET("/f/:id", serveFile(o.Files))
+		e.GET("/f/:id", serveFile(FilePage{Files: o.Files, Links: o.Links, Lifetime: o.Config.LinkLifetime, Public: o.Config.FilePagePublic}))
+	}
+	if o.Stream != nil {
+		dl := echo.WrapHandler(o.Stream)
+		e.GET("/dl/:id/:name", dl)
+		e.HEAD("/dl/:id/:name", dl)
 	}
 	if o.RiverUI != nil {
 		ui := basicAuth(o.Config.RiverUIUser, o.Config.RiverUIPassword, o.RiverUI)

@@ -48,7 +48,7 @@ func BenchmarkIndexEndToEnd(b *testing.B) {
 	if v := os.Getenv("FERRY_BENCH_POSTS"); v != "" {
 		fmt.Sscan(v, &posts)
 	}
-	tg := telegramtest.NewServer(b)
+	tg := telegramtest.NewServer(b, telegramtest.WithoutLimits()) // ferry's own cost: nothing refused
 	s3 := r2test.StartVersity(b)
 	o := s3.Options()
 	var tokens []string
@@ -63,7 +63,7 @@ func BenchmarkIndexEndToEnd(b *testing.B) {
 		"BOT_TOKENS": strings.Join(tokens, ","), "WEBHOOK_SECRET": "bench",
 		"BOT_API_URL": tg.URL(), "PORT": fmt.Sprint(port), "PUBLIC_URL": "https://ferry.example.org",
 		"R2_ENDPOINT": o.Endpoint, "R2_BUCKET": o.Bucket, "R2_ACCESS_KEY_ID": o.AccessKeyID,
-		"R2_SECRET_ACCESS_KEY": o.SecretAccessKey, "LOG_LEVEL": "error",
+		"R2_SECRET_ACCESS_KEY": o.SecretAccessKey, "LOG_LEVEL": "error", "SEND_LIMITS": "none",
 	} {
 		if os.Getenv("FERRY_BENCH_NO_R2") != "" && strings.HasPrefix(k, "R2_") {
 			continue

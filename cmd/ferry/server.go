@@ -11,8 +11,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"riverqueue.com/riverui"
 
 	"github.com/ferry-dev/ferry/botapi"
@@ -59,6 +57,9 @@ func runServer(ctx context.Context, logger *slog.Logger, m mode) error {
 		}
 		return err
 	}
+	if err := checkIdleExit(cfg.IdleExitAfter); err != nil {
+		return err
+	}
 	logger.Info("starting", "mode", m.String(), "config", cfg)
 
 	d, err := openMigrated(ctx, cfg, logger)
@@ -66,22 +67,29 @@ func runServer(ctx context.Context, logger *slog.Logger, m mode) error {
 		return err
 	}
 	defer d.Close()
-	bots, err := botapi.New(cfg.Bots, cfg.BotAPIURL, nil, logger)
+	ms := newMetricSet()
+	bots, err := botapi.New(cfg.Bots, cfg.BotAPIURL, ms.botapi.Instrument(botapi.NewHTTPClient()), logger)
 	if err != nil {
 		return err
 	}
-	ix, err := newIndex(cfg, d, logger)
+	ix, err := newIndex(cfg, d, logger, ms)
 	if err != nil {
 		return err
 	}
+	limits, err := botpool.ParseLimits(cfg.SendLimits)
+	if err != nil {
+		return fmt.Errorf("SEND_LIMITS: %w", err)
+	}
+	senders := botpool.New(d, logger, botpool.WithLimits(limits))
+	botpool.NewMetrics(ms.reg, senders.Budget())
 	deps := &jobs.Deps{DB: d, Config: cfg, Bots: bots, Logger: logger, Index: ix,
-		Senders: botpool.New(d, logger), R2Enabled: true}
+		Senders: senders, R2Enabled: true, Metrics: ms.jobs, Started: start}
 	if m != modeWeb {
 		mt, err := jobs.NewMTProtoClients(cfg, d, logger)
 		if err != nil {
 			logger.Warn("uploads disabled", "reason", err.Error())
 		} else {
-			deps.MTProto, deps.UploadState = mt, mtproto.NewStateStore(d)
+			deps.MTProto, deps.UploadState = mt.WithMetrics(ms.mtproto), mtproto.NewStateStore(d)
 			defer mt.Close()
 		}
 	}
@@ -89,10 +97,11 @@ func runServer(ctx context.Context, logger *slog.Logger, m mode) error {
 	if err != nil {
 		return err
 	}
+	idle := newIdleExit(cfg.IdleExitAfter, m, client, logger) // nil unless IDLE_EXIT_AFTER
 
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), webhook.NewJobsCollector(client))
-	metrics := webhook.NewMetrics(reg)
+	reg := ms.reg
+	reg.MustRegister(webhook.NewJobsCollector(client))
+	metrics := ms.webhook
 
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancel()
@@ -113,12 +122,18 @@ func runServer(ctx context.Context, logger *slog.Logger, m mode) error {
 
 	var intake *jobs.Intake
 	if m != modeWorker {
-		intake = jobs.NewIntake(d, client, logger, jobs.WithObserver(metrics.ObserveCommit), jobs.WithSightings(ix != nil))
+		intake = jobs.NewIntake(d, client, logger, jobs.WithObserver(metrics.ObserveCommit), jobs.WithSightings(ix != nil), jobs.WithMetrics(ms.jobs))
 		goRun(func() { intake.Run(runCtx) })
 	}
 	opts := webhook.Options{
 		Config: cfg, Ready: readiness(d), Gatherer: reg, Metrics: metrics, Files: ix,
 		Logger: logger.With("component", "http"),
+	}
+	if m != modeWorker {
+		opts.Links = newLinks(cfg, logger)
+		var stopStream func()
+		opts.Stream, stopStream = newStreamHandler(cfg, d, ix, deps.MTProto, opts.Links, reg, logger)
+		defer stopStream()
 	}
 	if intake != nil && cfg.UpdatesMode == "webhook" {
 		opts.Intake = intake
@@ -145,6 +160,7 @@ func runServer(ctx context.Context, logger *slog.Logger, m mode) error {
 	}
 
 	e := webhook.NewServer(opts)
+	idle.attach(e)
 	ln, err := net.Listen("tcp", net.JoinHostPort("", strconv.Itoa(cfg.Port)))
 	if err != nil {
 		return fmt.Errorf("listen on port %d: %w", cfg.Port, err)
@@ -161,19 +177,26 @@ func runServer(ctx context.Context, logger *slog.Logger, m mode) error {
 			return fmt.Errorf("start workers: %w", err)
 		}
 	}
+	idle.start(runCtx)
 
 	var refused error
+	idled := false
 	select {
 	case <-ctx.Done():
 	case err = <-serveErr:
 	case refused = <-tokenErr:
 		logger.Error("stopping: a bot token was refused", "err", refused)
+	case <-idle.Done():
+		idled = true
 	}
 	logger.Info("shutting down")
 	stopPoll()
 	shCtx, shCancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer shCancel()
 	_ = srv.Shutdown(shCtx)
+	if idled {
+		idle.drain(ctx) // an update taken while the listener closed
+	}
 	if m != modeWeb {
 		softCtx, softCancel := context.WithTimeout(shCtx, 20*time.Second)
 		if stopErr := client.Stop(softCtx); stopErr != nil {

@@ -18,15 +18,18 @@ import (
 
 // newIndex builds the file index on d. Its records go to the R2 bucket
 // when one is configured, else to DATA_DIR/r2 in the same layout, for
-// `ferry r2 sync` to copy to a bucket later.
-func newIndex(cfg *config.Config, d db.Driver, logger *slog.Logger) (*index.Indexer, error) {
-	opts := index.Options{DB: d, Logger: logger.With("component", "index"), PublicURL: cfg.PublicURL}
+// `ferry r2 sync` to copy to a bucket later. ms (nil: none) counts what
+// it does.
+func newIndex(cfg *config.Config, d db.Driver, logger *slog.Logger, ms *metricSet) (*index.Indexer, error) {
+	opts := index.Options{DB: d, Logger: logger.With("component", "index"), PublicURL: cfg.PublicURL, Metrics: ms.indexMetrics(),
+		PageURL: pageURLFunc(cfg)}
 	if cfg.R2.Enabled() {
 		store, err := newBucket(cfg)
 		if err != nil {
 			return nil, err
 		}
-		opts.Check, opts.Write = store, store
+		records := ms.records("r2", store)
+		opts.Check, opts.Write = records, records
 		if cfg.R2.PublicURL != "" {
 			opts.R2PublicURL = store.PublicURL
 		}
@@ -35,7 +38,8 @@ func newIndex(cfg *config.Config, d db.Driver, logger *slog.Logger) (*index.Inde
 		if err != nil {
 			return nil, err
 		}
-		opts.Check, opts.Write = local, local
+		records := ms.records("local", local)
+		opts.Check, opts.Write = records, records
 		logger.Info("R2 not configured: index records are kept in a local folder; `ferry r2 sync` copies them to a bucket once R2_BUCKET is set",
 			"dir", local.Dir())
 	}
@@ -95,7 +99,7 @@ func runR2(ctx context.Context, logger *slog.Logger, stdout io.Writer, args []st
 			return err
 		}
 	}
-	ix, err := newIndex(cfg, d, logger)
+	ix, err := newIndex(cfg, d, logger, nil)
 	if err != nil {
 		return err
 	}
