@@ -21,6 +21,7 @@ import json
 import os
 import platform
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -151,6 +152,12 @@ def main():
             sys.exit("fakebot did not start; see " + fb_log.name)
         run_notebook(work, home, rel, name, digest, bot_url, tunnel_mode)
     finally:
+        # Whatever the notebook left running when a cell failed.
+        for pid_file in ("ferry.pid", "cloudflared.pid"):
+            try:
+                os.killpg(int(open(os.path.join(home, pid_file)).read()), signal.SIGTERM)
+            except (FileNotFoundError, ProcessLookupError, ValueError):
+                pass
         fb.terminate()
         fb.wait(10)
 
