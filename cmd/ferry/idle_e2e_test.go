@@ -3,12 +3,9 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net/http"
 	"os"
 	"os/exec"
@@ -44,7 +41,7 @@ func TestIdleExitScalesToZero(t *testing.T) {
 	mt := mtprototest.New(t, mtprototest.Options{Latency: 700 * time.Millisecond})
 	root := t.TempDir()
 	bigPath, smallPath := filepath.Join(root, "big.bin"), filepath.Join(root, "small.bin")
-	bigSum, smallSum := writeRandom(t, bigPath, 6<<20), writeRandom(t, smallPath, 1<<20)
+	bigSum, smallSum := randomUploadFile(t, bigPath, 6<<20, 1), randomUploadFile(t, smallPath, 1<<20, 2)
 	w := newWorld(t, map[string]string{
 		"IDLE_EXIT_AFTER": "3s",
 		"API_ID":          "17349", "API_HASH": "test-hash", "SESSION_KEY": "idle-session-key",
@@ -235,22 +232,6 @@ func postWhenUp(t testing.TB, p *proc, secret string, body []byte) int {
 	}
 	t.Fatalf("ferry never listened:\n%s", p.logs())
 	return 0
-}
-
-// writeRandom writes size pseudo-random bytes to path and returns their
-// sha256.
-func writeRandom(t *testing.T, path string, size int64) string {
-	t.Helper()
-	f, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.CopyN(io.MultiWriter(f, h), rand.NewChaCha8([32]byte{byte(size)}), size); err != nil {
-		t.Fatal(err)
-	}
-	return hex.EncodeToString(h.Sum(nil))
 }
 
 // An IDLE_EXIT_AFTER too short to be meant (or not a duration) stops
