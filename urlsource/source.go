@@ -45,7 +45,9 @@ type Options struct {
 	// ChunkSize is the bytes asked per Range request (default 2 MiB).
 	ChunkSize int64
 	// ReadAhead is the number of chunks fetched ahead of the reader
-	// (default 2×Parallel). Memory held is about (ReadAhead+2)×ChunkSize.
+	// (default 2×Parallel). A chunk is freed once all its bytes were read,
+	// or when it falls ReadAhead chunks behind the furthest asked for, so
+	// memory held is at most 2×ReadAhead×ChunkSize.
 	ReadAhead int
 	// SpoolDir receives the spool file of a server without Range support
 	// (deleted by Close); required for such servers.
@@ -97,6 +99,8 @@ type chunk struct {
 	done chan struct{}
 	// dropped: the reader moved on before a fetcher took it (under mu).
 	dropped bool
+	// read counts bytes copied out (under mu); at n the chunk is freed.
+	read int64
 }
 
 func (o *Options) defaults() {
@@ -363,6 +367,7 @@ func (s *Source) ReadAt(p []byte, off int64) (int, error) {
 			return n, c.err
 		}
 		m := copy(p[n:], c.data[off-c.off:])
+		s.consumed(c, m)
 		n += m
 		off += int64(m)
 	}
@@ -372,15 +377,28 @@ func (s *Source) ReadAt(p []byte, off int64) (int, error) {
 	return n, nil
 }
 
+// consumed frees c once every byte of it was read: parallel readers finish
+// a chunk out of order, so freeing by position alone would drop a chunk a
+// slow reader still needs and fetch it twice.
+func (s *Source) consumed(c *chunk, m int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c.read += int64(m)
+	if idx := c.off / s.opts.ChunkSize; c.read >= c.n && s.chunks[idx] == c {
+		delete(s.chunks, idx)
+	}
+}
+
 // chunkAt returns chunk idx, queueing it and the read-ahead after it, and
-// drops chunks two behind the furthest asked for.
+// drops chunks ReadAhead behind the furthest asked for (a reader gave up on
+// them, or reads went backwards).
 func (s *Source) chunkAt(idx int64) *chunk {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if idx > s.high {
 		s.high = idx
 		for k, c := range s.chunks {
-			if k < s.high-2 {
+			if k < s.high-int64(s.opts.ReadAhead) {
 				c.dropped = true
 				delete(s.chunks, k)
 			}
