@@ -164,6 +164,9 @@ func (p partInvoker) Invoke(ctx context.Context, input bin.Encoder, output bin.D
 		key = [2]int64{r.FileID, int64(r.FilePart)}
 	case *tg.UploadSaveFilePartRequest:
 		key = [2]int64{r.FileID, int64(r.FilePart)}
+	case mtproto.FilePartRequest:
+		id, part := r.FilePart()
+		key = [2]int64{id, int64(part)}
 	default:
 		return p.next.Invoke(ctx, input, output)
 	}

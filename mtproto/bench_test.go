@@ -1,20 +1,25 @@
 package mtproto_test
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/gotd/td/bin"
 	"github.com/gotd/td/telegram/uploader"
 	"github.com/gotd/td/tg"
 
@@ -42,43 +47,120 @@ func startRemote(b *testing.B, latency time.Duration) (*mtprototest.Remote, []by
 
 func mbps(bytes int64, d time.Duration) float64 { return float64(bytes) / 1e6 / d.Seconds() }
 
+// timedInvoker times every call through it: both uploaders send through
+// the same one, so the time each part spends inside gotd's call (request
+// round trip: encrypt, transfer, the server, the answer) is measured the
+// same way for both.
+type timedInvoker struct {
+	inv  tg.Invoker
+	mu   sync.Mutex
+	durs []time.Duration
+}
+
+func (t *timedInvoker) Invoke(ctx context.Context, in bin.Encoder, out bin.Decoder) error {
+	t0 := time.Now()
+	err := t.inv.Invoke(ctx, in, out)
+	d := time.Since(t0)
+	t.mu.Lock()
+	t.durs = append(t.durs, d)
+	t.mu.Unlock()
+	return err
+}
+
+// take returns and forgets the calls timed so far.
+func (t *timedInvoker) take() []time.Duration {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	d := t.durs
+	t.durs = nil
+	return d
+}
+
+func median[T cmp.Ordered](v []T) T {
+	v = slices.Clone(v)
+	slices.Sort(v)
+	if len(v) == 0 {
+		var zero T
+		return zero
+	}
+	return v[len(v)/2]
+}
+
+// run is one timed upload of an alternation.
+type run struct {
+	elapsed time.Duration
+	rtt     time.Duration // median part round trip inside gotd's call
+	busy    float64       // sum of round trips / (threads x elapsed)
+}
+
 // alternate runs ours and stock once per iteration, alternating which goes
 // first (the machine is shared and its load drifts), and reports the best
-// of the iterations for each, their ratio, and every iteration in the log.
-func alternate(b *testing.B, bytes int64, bound float64, ours, stock func() time.Duration) {
+// of the iterations for each, best ÷ best (ratio) and the median of the
+// per-iteration ratios (ratio_median: each pair ran back to back, so under
+// the same load), and every iteration in the log. With tim set it also
+// reports each one's median part round trip and how busy its threads kept
+// the connections (busy_pct: 100 means a part was in flight on every thread
+// at every moment, whatever the server's speed).
+func alternate(b *testing.B, bytes int64, bound float64, threads int, tim *timedInvoker, ours, stock func() time.Duration) {
 	b.Helper()
-	var oursT, stockT []time.Duration
+	var oursR, stockR []run
 	// Labels split a -cpuprofile of one run between the two (pprof
 	// -tagfocus impl=ours); gotd's connection read loops stay unlabelled.
-	label := func(impl string, f func() time.Duration) func() time.Duration {
-		return func() (d time.Duration) {
-			pprof.Do(context.Background(), pprof.Labels("impl", impl), func(context.Context) { d = f() })
-			return d
+	measure := func(impl string, f func() time.Duration) run {
+		var r run
+		if tim != nil {
+			tim.take()
 		}
+		pprof.Do(context.Background(), pprof.Labels("impl", impl), func(context.Context) { r.elapsed = f() })
+		if tim != nil {
+			durs := tim.take()
+			r.rtt = median(durs)
+			var sum time.Duration
+			for _, d := range durs {
+				sum += d
+			}
+			r.busy = sum.Seconds() / (float64(threads) * r.elapsed.Seconds())
+		}
+		return r
 	}
-	ours, stock = label("ours", ours), label("stock", stock)
 	for i := 0; b.Loop(); i++ {
 		if i%2 == 0 {
-			oursT = append(oursT, ours())
-			stockT = append(stockT, stock())
+			oursR = append(oursR, measure("ours", ours))
+			stockR = append(stockR, measure("stock", stock))
 		} else {
-			stockT = append(stockT, stock())
-			oursT = append(oursT, ours())
+			stockR = append(stockR, measure("stock", stock))
+			oursR = append(oursR, measure("ours", ours))
 		}
 	}
-	var runs []string
-	for i := range oursT {
-		runs = append(runs, fmt.Sprintf("%.1f vs %.1f MB/s (%.2f)", mbps(bytes, oursT[i]), mbps(bytes, stockT[i]),
-			stockT[i].Seconds()/oursT[i].Seconds()))
+	var logs []string
+	var ratios, oursT, stockT, oursRTT, stockRTT, oursBusy, stockBusy []float64
+	for i := range oursR {
+		o, s := oursR[i], stockR[i]
+		ratios = append(ratios, s.elapsed.Seconds()/o.elapsed.Seconds())
+		oursT, stockT = append(oursT, o.elapsed.Seconds()), append(stockT, s.elapsed.Seconds())
+		line := fmt.Sprintf("%.1f vs %.1f MB/s (%.3f)", mbps(bytes, o.elapsed), mbps(bytes, s.elapsed), ratios[i])
+		if tim != nil {
+			oursRTT, stockRTT = append(oursRTT, o.rtt.Seconds()*1e3), append(stockRTT, s.rtt.Seconds()*1e3)
+			oursBusy, stockBusy = append(oursBusy, 100*o.busy), append(stockBusy, 100*s.busy)
+			line += fmt.Sprintf(" rtt %.2f/%.2f ms busy %.1f/%.1f%%", oursRTT[i], stockRTT[i], oursBusy[i], stockBusy[i])
+		}
+		logs = append(logs, line)
 	}
-	bestOurs, bestStock := mbps(bytes, slices.Min(oursT)), mbps(bytes, slices.Min(stockT))
-	b.Logf("ours vs stock per iteration: %s; load %.2f", strings.Join(runs, ", "), loadAvg())
+	bestOurs, bestStock := float64(bytes)/1e6/slices.Min(oursT), float64(bytes)/1e6/slices.Min(stockT)
+	b.Logf("ours vs stock per iteration: %s; load %.2f", strings.Join(logs, ", "), loadAvg())
 	b.ReportMetric(bestOurs, "ours_MB/s")
 	b.ReportMetric(bestStock, "stock_MB/s")
 	b.ReportMetric(bestOurs/bestStock, "ratio")
+	b.ReportMetric(median(ratios), "ratio_median")
 	if bound > 0 {
 		b.ReportMetric(100*bestOurs/bound, "ours_pct")
 		b.ReportMetric(100*bestStock/bound, "stock_pct")
+	}
+	if tim != nil {
+		b.ReportMetric(median(oursRTT), "ours_rtt_ms")
+		b.ReportMetric(median(stockRTT), "stock_rtt_ms")
+		b.ReportMetric(median(oursBusy), "ours_busy_pct")
+		b.ReportMetric(median(stockBusy), "stock_busy_pct")
 	}
 	b.ReportMetric(loadAvg(), "loadavg")
 }
@@ -102,11 +184,12 @@ func BenchmarkUploadVsStock(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer f.Close()
-	ours := mtproto.NewUploader(pool, mtproto.NewStateStore(db)).WithThreads(threads).WithBotID(c.BotID())
-	stock := uploader.NewUploader(tg.NewClient(pool)).WithThreads(threads).WithPartSize(mtproto.PartSize)
+	tim := &timedInvoker{inv: pool}
+	ours := mtproto.NewUploader(tim, mtproto.NewStateStore(db)).WithThreads(threads).WithBotID(c.BotID())
+	stock := uploader.NewUploader(tg.NewClient(tim)).WithThreads(threads).WithPartSize(mtproto.PartSize)
 	ctx := context.Background()
 	i := 0
-	alternate(b, size, 0, func() time.Duration {
+	alternate(b, size, 0, threads, tim, func() time.Duration {
 		i++
 		t0 := time.Now()
 		if _, err := ours.Upload(ctx, mtproto.UploadRequest{Key: fmt.Sprintf("bench-%d", i), Name: "f", Size: size, ReaderAt: f}); err != nil {
@@ -181,11 +264,12 @@ func BenchmarkUploadLatency(b *testing.B) {
 					b.Fatal(err)
 				}
 				defer f.Close()
-				up := mtproto.NewUploader(pool, store).WithThreads(threads).WithBotID(c.BotID())
-				stock := uploader.NewUploader(tg.NewClient(pool)).WithThreads(threads).WithPartSize(mtproto.PartSize)
+				tim := &timedInvoker{inv: pool}
+				up := mtproto.NewUploader(tim, store).WithThreads(threads).WithBotID(c.BotID())
+				stock := uploader.NewUploader(tg.NewClient(tim)).WithThreads(threads).WithPartSize(mtproto.PartSize)
 				bound := float64(threads) * mtproto.PartSize / 1e6 / cs.latency.Seconds()
 				i := 0
-				alternate(b, size, bound, func() time.Duration {
+				alternate(b, size, bound, threads, tim, func() time.Duration {
 					i++
 					t0 := time.Now()
 					if _, err := up.Upload(ctx, mtproto.UploadRequest{Key: fmt.Sprintf("lat-%s-%d-%d", cs.latency, threads, i), Name: "f", Size: size, ReaderAt: f}); err != nil {
@@ -225,6 +309,8 @@ func TestHelperUploadProcess(t *testing.T) {
 	fi, _ := f.Stat()
 	var before syscall.Rusage
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &before)
+	var msBefore runtime.MemStats
+	runtime.ReadMemStats(&msBefore)
 	t0 := time.Now()
 	if os.Getenv("FERRY_MT_STOCK") == "1" {
 		stock := uploader.NewUploader(tg.NewClient(pool)).WithThreads(threads).WithPartSize(mtproto.PartSize)
@@ -243,7 +329,10 @@ func TestHelperUploadProcess(t *testing.T) {
 	cpu := time.Duration(after.Utime.Nano()+after.Stime.Nano()-before.Utime.Nano()-before.Stime.Nano()) * time.Nanosecond
 	// Peak RSS from VmHWM: ru_maxrss survives execve on Linux and would
 	// report the parent's peak.
-	out, _ := json.Marshal(map[string]any{"cpu_ns": cpu.Nanoseconds(), "maxrss_kib": vmHWM(), "elapsed_ns": elapsed.Nanoseconds(), "bytes": fi.Size()})
+	var msAfter runtime.MemStats
+	runtime.ReadMemStats(&msAfter)
+	out, _ := json.Marshal(map[string]any{"cpu_ns": cpu.Nanoseconds(), "maxrss_kib": vmHWM(), "elapsed_ns": elapsed.Nanoseconds(), "bytes": fi.Size(),
+		"gc": msAfter.NumGC - msBefore.NumGC})
 	fmt.Printf("RESULT=%s\n", out)
 }
 
@@ -263,11 +352,17 @@ func BenchmarkUpload2000MiB(b *testing.B) {
 	if err := f.Truncate(size); err != nil {
 		b.Fatal(err)
 	}
+	// Read it once here: the first read of a sparse file fills the page
+	// cache with zeroed pages (kernel CPU), which would be charged to
+	// whichever child happened to run first.
+	if _, err := io.Copy(io.Discard, f); err != nil {
+		b.Fatal(err)
+	}
 	f.Close()
 	for _, threads := range []int{8, 32} {
 		for _, impl := range []string{"ours", "stock"} {
 			b.Run(fmt.Sprintf("%s/threads=%d", impl, threads), func(b *testing.B) {
-				var cpuPerMB, rssMiB, speed float64
+				var cpuPerMB, rssMiB, speed, gcs float64
 				for b.Loop() {
 					cmd := exec.Command(os.Args[0], "-test.run=^TestHelperUploadProcess$", "-test.v", "-test.bench=^$")
 					cmd.Env = append(os.Environ(), "FERRY_MT_UPLOAD_HELPER=1", "FERRY_MT_DB="+dbURL, "FERRY_MT_KEY="+r.KeyFile,
@@ -280,6 +375,7 @@ func BenchmarkUpload2000MiB(b *testing.B) {
 					var res struct {
 						CPU     int64 `json:"cpu_ns"`
 						MaxRSS  int64 `json:"maxrss_kib"`
+						GC      int64 `json:"gc"`
 						Elapsed int64 `json:"elapsed_ns"`
 						Bytes   int64 `json:"bytes"`
 					}
@@ -295,7 +391,8 @@ func BenchmarkUpload2000MiB(b *testing.B) {
 						cpuPerMB = c
 					}
 					speed = max(speed, mb/(float64(res.Elapsed)/1e9))
-					b.Logf("cpu %.2f ms/MB, peak RSS %.1f MiB, %.1f MB/s", float64(res.CPU)/1e6/mb, float64(res.MaxRSS)/1024, mb/(float64(res.Elapsed)/1e9))
+					gcs = max(gcs, float64(res.GC))
+					b.Logf("cpu %.2f ms/MB, peak RSS %.1f MiB, %.1f MB/s, %d GC cycles", float64(res.CPU)/1e6/mb, float64(res.MaxRSS)/1024, mb/(float64(res.Elapsed)/1e9), res.GC)
 					b.StopTimer()
 					_ = r.Forget(context.Background())
 					// The child uploads under key "big": forget it so the
@@ -309,6 +406,7 @@ func BenchmarkUpload2000MiB(b *testing.B) {
 				b.ReportMetric(rssMiB, "peak_RSS_MiB")
 				b.ReportMetric(float64(64+threads), "rss_goal_MiB")
 				b.ReportMetric(speed, "MB/s")
+				b.ReportMetric(gcs, "gc_cycles")
 				b.ReportMetric(loadAvg(), "loadavg")
 			})
 		}

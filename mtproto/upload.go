@@ -18,6 +18,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/gotd/td/bin"
 	"github.com/gotd/td/rpc"
 	"github.com/gotd/td/tg"
 	"github.com/gotd/td/tgerr"
@@ -301,7 +302,6 @@ type run struct {
 	u   *Uploader
 	req UploadRequest
 	st  *UploadState
-	api *tg.Client
 
 	start   time.Time
 	md5     hash.Hash // stream small files: hashed while read
@@ -337,7 +337,7 @@ type sample struct {
 }
 
 func newRun(u *Uploader, req UploadRequest, st *UploadState) *run {
-	r := &run{u: u, req: req, st: st, api: tg.NewClient(u.inv), start: time.Now(), flushKick: make(chan struct{}, 1)}
+	r := &run{u: u, req: req, st: st, start: time.Now(), flushKick: make(chan struct{}, 1)}
 	r.acked = slices.Clone(Bitmap(st.Acked))
 	r.before = slices.Clone(r.acked)
 	r.resumed = r.acked.Count()
@@ -427,11 +427,15 @@ func (r *run) do(ctx context.Context) error {
 	return nil
 }
 
-// worker sends parts until there are none left. Each worker owns one part
-// buffer and reads its part itself (pread from a file): no hand-off
-// between goroutines, no copy, and the buffer is reused for every part.
+// worker sends parts until there are none left. A part of a ReaderAt is
+// read by its request's encoder straight into gotd's send buffer (see
+// partRequest): no part buffer, no copy of ours. A stream is read in order
+// into one buffer per worker, reused for every part.
 func (r *run) worker(ctx context.Context) error {
-	buf := make([]byte, r.st.PartSize)
+	var buf []byte
+	if r.req.ReaderAt == nil {
+		buf = make([]byte, r.st.PartSize)
+	}
 	for {
 		select {
 		case <-r.slots:
@@ -454,7 +458,11 @@ func (r *run) worker(ctx context.Context) error {
 			r.slots <- struct{}{}
 			return nil
 		}
-		if err := r.sendPart(ctx, part, buf[:n]); err != nil {
+		var data []byte
+		if buf != nil {
+			data = buf[:n]
+		}
+		if err := r.sendPart(ctx, part, n, data); err != nil {
 			return err
 		}
 		if ctx.Err() != nil {
@@ -463,15 +471,13 @@ func (r *run) worker(ctx context.Context) error {
 	}
 }
 
-// read fills buf with the next part not acknowledged before this run and
-// returns its number, or -1 when none is left. A stream is read in order
-// under readMu (and hashed for a small file); a ReaderAt only takes the
-// part number under it and reads outside.
+// read returns the next part not acknowledged before this run, or -1 when
+// none is left. A stream is read in order into buf under readMu (and hashed
+// for a small file); for a ReaderAt only the part number is taken here and
+// the encoder reads it.
 func (r *run) read(buf []byte) (part, n int, err error) {
 	r.readMu.Lock()
-	if r.req.ReaderAt == nil {
-		defer r.readMu.Unlock()
-	}
+	defer r.readMu.Unlock()
 	for r.next < r.st.TotalParts && r.before.Has(r.next) {
 		if r.req.Reader != nil {
 			// A stream must be read through; hash it for small files.
@@ -489,53 +495,49 @@ func (r *run) read(buf []byte) (part, n int, err error) {
 		if r.md5 != nil {
 			r.md5Done = true
 		}
-		if r.req.ReaderAt != nil {
-			r.readMu.Unlock()
-		}
 		return -1, 0, nil
 	}
 	part = r.next
 	r.next++
 	n = r.partLen(part)
 	if r.req.ReaderAt != nil {
-		r.readMu.Unlock()
-		_, err = r.req.ReaderAt.ReadAt(buf[:n], int64(part)*int64(r.st.PartSize))
-		if errors.Is(err, io.EOF) {
-			err = nil // a full read that ends exactly at EOF
-		}
-	} else {
-		_, err = io.ReadFull(r.req.Reader, buf[:n])
-		if err == nil && r.md5 != nil {
-			r.md5.Write(buf[:n])
-		}
-		if err == nil && r.md5 != nil && r.next >= r.st.TotalParts {
+		return part, n, nil
+	}
+	if _, err := io.ReadFull(r.req.Reader, buf[:n]); err != nil {
+		return 0, 0, fmt.Errorf("read part %d: %w", part, err)
+	}
+	if r.md5 != nil {
+		r.md5.Write(buf[:n])
+		if r.next >= r.st.TotalParts {
 			r.md5Done = true
 		}
-	}
-	if err != nil {
-		return 0, 0, fmt.Errorf("read part %d: %w", part, err)
 	}
 	return part, n, nil
 }
 
-// sendPart uploads one part, retrying it alone on transient errors.
-func (r *run) sendPart(ctx context.Context, part int, data []byte) error {
+// sendPart uploads one part of n bytes (data, or read from the ReaderAt
+// when data is nil), retrying it alone on transient errors.
+func (r *run) sendPart(ctx context.Context, part, n int, data []byte) error {
+	req := partRequest{
+		big: r.st.Big, fileID: r.st.FileID, part: part, totalParts: r.st.TotalParts,
+		data: data, n: n, src: r.req.ReaderAt, off: int64(part) * int64(r.st.PartSize),
+	}
 	for attempt := 1; ; attempt++ {
 		actx, cancel := context.WithTimeout(ctx, r.u.partTimeout)
-		var err error
-		if r.st.Big {
-			_, err = r.api.UploadSaveBigFilePart(actx, &tg.UploadSaveBigFilePartRequest{
-				FileID: r.st.FileID, FilePart: part, FileTotalParts: r.st.TotalParts, Bytes: data,
-			})
-		} else {
-			_, err = r.api.UploadSaveFilePart(actx, &tg.UploadSaveFilePartRequest{
-				FileID: r.st.FileID, FilePart: part, Bytes: data,
-			})
-		}
+		var res tg.BoolBox
+		err := r.u.inv.Invoke(actx, &req, &res)
 		cancel()
+		if rerr := req.readError(); rerr != nil {
+			// The file, not the network, failed: retrying will not help.
+			return fmt.Errorf("read part %d: %w", part, rerr)
+		}
 		if err == nil {
-			r.ack(part, len(data))
-			return nil
+			if _, ok := res.Bool.(*tg.BoolTrue); ok {
+				r.ack(part, n)
+				return nil
+			}
+			// Telegram answered false: the part was not saved; send it again.
+			err = errors.New("server did not save the part")
 		}
 		if ctx.Err() != nil {
 			return context.Cause(ctx)
@@ -553,6 +555,107 @@ func (r *run) sendPart(ctx context.Context, part int, data []byte) error {
 			return context.Cause(ctx)
 		}
 	}
+}
+
+// partRequest is upload.saveBigFilePart (big) or upload.saveFilePart with
+// the part's bytes either in data or read from src at off by Encode itself,
+// straight into gotd's (pooled) send buffer. The generated request types
+// need the bytes in a slice of ours that bin.PutBytes then copies: that is
+// a 512 KiB buffer per part in flight and one more pass over every byte.
+// gotd encodes again on each resend, so every attempt re-reads the part.
+type partRequest struct {
+	big        bool
+	fileID     int64
+	part       int
+	totalParts int
+	data       []byte // the part, or nil to read n bytes from src at off
+	n          int
+	src        io.ReaderAt
+	off        int64
+
+	mu      sync.Mutex
+	readErr error
+}
+
+// encodeSlack is spare capacity left after the part for what gotd appends
+// to the same buffer (up to 267 bytes of MTProto padding, then the 24-byte
+// header of the encrypted message and the 4-byte frame length), so none of
+// it reallocates and copies the part.
+const encodeSlack = 512
+
+// TypeID and TypeName are those of the TL method (logs and Metrics).
+func (p *partRequest) TypeID() uint32 {
+	if p.big {
+		return tg.UploadSaveBigFilePartRequestTypeID
+	}
+	return tg.UploadSaveFilePartRequestTypeID
+}
+
+func (p *partRequest) TypeName() string {
+	if p.big {
+		return "upload.saveBigFilePart"
+	}
+	return "upload.saveFilePart"
+}
+
+// FilePartRequest is an upload part request as a middleware sees it: the
+// generated tg.UploadSave(Big)FilePartRequest, or the uploader's own.
+type FilePartRequest interface {
+	FilePart() (fileID int64, part int)
+}
+
+// FilePart names the file and part (FilePartRequest).
+func (p *partRequest) FilePart() (int64, int) { return p.fileID, p.part }
+
+// Encode writes the request exactly as the generated type would.
+func (p *partRequest) Encode(b *bin.Buffer) error {
+	b.PutID(p.TypeID())
+	b.PutLong(p.fileID)
+	b.PutInt(p.part)
+	if p.big {
+		b.PutInt(p.totalParts)
+	}
+	if p.data != nil || p.n <= 253 {
+		// Short TL bytes (only a tiny last part) or bytes we hold already.
+		data := p.data
+		if data == nil {
+			data = make([]byte, p.n)
+			if err := p.readAt(data); err != nil {
+				return err
+			}
+		}
+		b.PutBytes(data)
+		return nil
+	}
+	// Long TL bytes: 0xfe, 3-byte length, data, zeros to a multiple of 4.
+	pad := (4 - (4+p.n)%4) % 4
+	b.Buf = slices.Grow(b.Buf, 4+p.n+pad+encodeSlack)
+	b.Buf = append(b.Buf, 254, byte(p.n), byte(p.n>>8), byte(p.n>>16))
+	start := len(b.Buf)
+	b.Buf = b.Buf[:start+p.n+pad]
+	clear(b.Buf[start+p.n:]) // a pooled buffer holds old bytes
+	return p.readAt(b.Buf[start : start+p.n])
+}
+
+func (p *partRequest) readAt(dst []byte) error {
+	n, err := p.src.ReadAt(dst, p.off)
+	if n == len(dst) {
+		err = nil // a full read may still say io.EOF at the end of the file
+	} else if err == nil {
+		err = io.ErrUnexpectedEOF
+	}
+	if err != nil {
+		p.mu.Lock()
+		p.readErr = err
+		p.mu.Unlock()
+	}
+	return err
+}
+
+func (p *partRequest) readError() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.readErr
 }
 
 // classify says whether err is worth retrying and after how long.
