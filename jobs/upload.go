@@ -100,7 +100,9 @@ func (w *UpdateWorker) upload(ctx context.Context, b *botapi.Bot, m *models.Mess
 		if err != nil {
 			return w.reply(ctx, b, m.Chat.ID, pathError(path, err))
 		}
-		if err := w.d.checkUploadSize(info.Size()); err != nil {
+		// A premium session that cannot be reached now is checked again
+		// by the upload job.
+		if err := w.d.checkUploadLimit(ctx, info.Size()); err != nil && !errors.Is(err, errPremiumUnavailable) {
 			return w.reply(ctx, b, m.Chat.ID, fmt.Sprintf("Cannot upload <b>%s</b>: %s", html.EscapeString(filepath.Base(path)), html.EscapeString(err.Error())))
 		}
 		args2.Path = path
@@ -192,21 +194,30 @@ func (w *UploadWorker) Work(ctx context.Context, job *river.Job[UploadArgs]) err
 		}
 		real, size = r, info.Size()
 	}
-	if err := w.d.checkUploadSize(size); err != nil {
+	if err := w.d.checkUploadLimit(ctx, size); err != nil && !errors.Is(err, errPremiumUnavailable) {
 		// Before any part is sent.
 		final(fmt.Sprintf("Cannot upload <b>%s</b>: %s", html.EscapeString(name), html.EscapeString(err.Error())), nil)
 		return river.JobCancel(err)
 	}
-	client, err := w.d.MTProto.Client(ctx, a.uploader())
+	// Over the bots' limit the premium user session uploads and posts.
+	client, premium, err := w.d.MTProto.ForUpload(ctx, a.uploader(), size)
+	if errors.Is(err, mtproto.ErrTooLarge) {
+		final(fmt.Sprintf("Cannot upload <b>%s</b>: %s", html.EscapeString(name), html.EscapeString(err.Error())), nil)
+		return river.JobCancel(err)
+	}
 	if err != nil {
 		return fmt.Errorf("mtproto client: %w", err)
+	}
+	account := a.uploader()
+	if premium {
+		account = client.Self().ID
 	}
 	pool, err := client.Pool()
 	if err != nil {
 		return err
 	}
 	meter := w.d.Metrics.uploadMeter()
-	up := mtproto.NewUploader(meter.invoker(pool), w.d.UploadState).WithThreads(w.d.Config.UploadThreads).WithBotID(a.uploader()).WithLogger(logOf(ctx, w.d))
+	up := mtproto.NewUploader(meter.invoker(pool), w.d.UploadState).WithThreads(w.d.Config.UploadThreads).WithBotID(account).WithPremium(premium).WithLogger(logOf(ctx, w.d))
 	if err := up.CheckSize(size); err != nil {
 		final(fmt.Sprintf("Cannot upload <b>%s</b>: %s", html.EscapeString(name), html.EscapeString(err.Error())), nil)
 		return river.JobCancel(err)
@@ -296,7 +307,9 @@ func (w *UploadWorker) Work(ctx context.Context, job *river.Job[UploadArgs]) err
 		return river.JobCancel(err)
 	}
 	if d, ok := tgerr.AsFloodWait(err); ok {
-		w.d.floodWaited(ctx, a.uploader(), d)
+		if !premium { // the user session's wait says nothing of the bot
+			w.d.floodWaited(ctx, a.uploader(), d)
+		}
 		status.Set(fmt.Sprintf("Telegram asked to wait %s before uploading <b>%s</b>.", d, html.EscapeString(name)))
 		return river.JobSnooze(d)
 	}

@@ -35,6 +35,10 @@ type Options struct {
 	// BotID is the numeric bot id (the token part before ':'); it keys the
 	// stored session. Derived from BotToken when zero.
 	BotID int64
+	// User makes this the user account session `ferry login` stored
+	// (user.go): it never logs in by itself, and BotID defaults to
+	// UserSessionOwner.
+	User bool
 	// DCAddr ("host:port") overrides the DC address (MTPROTO_DC_ADDR), for
 	// test servers. DC is the id served there (default 2).
 	DCAddr string
@@ -98,6 +102,9 @@ func BotIDFromToken(token string) (int64, error) {
 func NewClient(opts Options) (*Client, error) {
 	if opts.APIID == 0 || opts.APIHash == "" {
 		return nil, errors.New("mtproto client: API_ID and API_HASH are required")
+	}
+	if opts.User && opts.BotID == 0 {
+		opts.BotID = UserSessionOwner
 	}
 	if opts.BotID == 0 {
 		id, err := BotIDFromToken(opts.BotToken)
@@ -249,6 +256,9 @@ func (c *Client) login(ctx context.Context) error {
 		c.self = status.User
 		c.log.InfoContext(ctx, "mtproto session reused")
 		return nil
+	}
+	if c.opts.User {
+		return ErrUserLoggedOut
 	}
 	a, err := c.tg.Auth().Bot(ctx, c.opts.BotToken)
 	if err != nil {
