@@ -26,6 +26,7 @@ DB_PACKAGES = $(GO) list -f '{{.ImportPath}} {{join .TestImports " "}} {{join .X
 test: vet
 	@$(GO) tool -n versitygw >/dev/null || { echo "make test: cannot build the versitygw S3 server (go tool versitygw)"; exit 1; }
 	@scripts/ensure-chromium.sh
+	@scripts/ensure-tool.sh ffmpeg ffmpeg "the relay tests (video thumbnails and test videos)"
 	@url=$$(scripts/ensure-postgres.sh) && \
 	echo "== tests on Postgres" && \
 	TEST_DATABASE_URL=$$url FERRY_TEST_DB=postgres $(GO) test -count=1 -timeout $(TEST_TIMEOUT) -p 2 ./... && \
@@ -39,7 +40,9 @@ bench:
 	TEST_DATABASE_URL=$$url FERRY_TEST_DB=$$be FERRY_BENCH_POSTS=5000 $(GO) test -run '^$$' -bench 'WebhookIngest|IndexEndToEnd|StartupToReady' -benchtime 1x -timeout 60m ./webhook/ ./cmd/ferry/ || exit 1; done && \
 	$(GO) test -run '^$$' -bench 'ParseUpdate|Put' ./webhook/ ./r2/ && \
 	TEST_DATABASE_URL=$$url $(GO) test -run '^$$' -bench 'BenchmarkIndex(Many)?ElevenBots$$' -benchtime 3000x -timeout 30m ./index/ && \
-	TEST_DATABASE_URL=$$url $(GO) test -run '^$$' -bench 'BenchmarkUpload(VsStock|Latency|2000MiB)' -benchtime 3x -timeout 30m ./mtproto/
+	TEST_DATABASE_URL=$$url $(GO) test -run '^$$' -bench 'BenchmarkUpload(VsStock|Latency|2000MiB)' -benchtime 3x -timeout 30m ./mtproto/ && \
+	TEST_DATABASE_URL=$$url FERRY_BENCH_RELAY=1 $(GO) test -run 'TestRelayVsUploadSpeed' -v -timeout 30m ./cmd/ferry/ && \
+	TEST_DATABASE_URL=$$url FERRY_BENCH_RELAY=1 FERRY_BENCH_LATENCY=50ms $(GO) test -run 'TestRelayVsUploadSpeed' -v -timeout 30m ./cmd/ferry/
 
 # Soak: every test five times (shakes out timing-dependent failures), then
 # 5,000 channel posts through 11 bots end to end.

@@ -2,7 +2,6 @@ package jobs
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"html"
 	"strings"
@@ -19,8 +18,8 @@ import (
 
 // botsReport is the answer to /bots: one line per configured bot with its
 // slot, id and username, what the send choice knows of it (sends,
-// failures, a flood wait still running and until when), its uploads in
-// flight, and how it receives updates.
+// failures, a flood wait still running and until when), its sends by
+// file_id and uploads in flight, and how it receives updates.
 func (w *UpdateWorker) botsReport(ctx context.Context) (string, error) {
 	loads, err := w.d.DB.BotLoadList(ctx)
 	if err != nil {
@@ -31,6 +30,10 @@ func (w *UpdateWorker) botsReport(ctx context.Context) (string, error) {
 		byID[l.BotID] = l
 	}
 	uploads, err := w.uploadsInFlight(ctx)
+	if err != nil {
+		return "", err
+	}
+	sending, err := w.d.Senders.InFlight(ctx)
 	if err != nil {
 		return "", err
 	}
@@ -45,7 +48,8 @@ func (w *UpdateWorker) botsReport(ctx context.Context) (string, error) {
 			fmt.Fprintf(&sb, " @%s", html.EscapeString(name))
 		}
 		l := byID[b.ID]
-		fmt.Fprintf(&sb, " — %d sends, %d failed; %s; %s", l.Sends, l.Failures, plural(uploads[b.ID], "upload", "uploads")+" in flight", hooks[i])
+		fmt.Fprintf(&sb, " — %d sends, %d failed; %s, %s in flight; %s", l.Sends, l.Failures,
+			plural(sending[b.ID], "send", "sends"), plural(uploads[b.ID], "upload", "uploads"), hooks[i])
 		if wait := l.FloodWaitUntil.Sub(now); wait > 0 {
 			fmt.Fprintf(&sb, "; flood wait until %s (%s)", l.FloodWaitUntil.UTC().Format("15:04:05 UTC"), wait.Round(time.Second))
 		}
@@ -61,18 +65,18 @@ func plural(n int, one, many string) string {
 	return fmt.Sprintf("%d %s", n, many)
 }
 
-// uploadsInFlight counts the running upload jobs of each bot.
+// uploadsInFlight counts the running upload and relay jobs of each bot
+// whose MTProto session moves the bytes.
 func (w *UpdateWorker) uploadsInFlight(ctx context.Context) (map[int64]int, error) {
 	res, err := w.d.River.JobList(ctx, river.NewJobListParams().
-		Kinds(UploadArgs{}.Kind()).States(rivertype.JobStateRunning).First(1000))
+		Kinds(uploadKinds()...).States(rivertype.JobStateRunning).First(1000))
 	if err != nil {
 		return nil, fmt.Errorf("list running uploads: %w", err)
 	}
 	out := map[int64]int{}
 	for _, j := range res.Jobs {
-		var a UploadArgs
-		if json.Unmarshal(j.EncodedArgs, &a) == nil {
-			out[a.BotID]++
+		if bot, ok := uploadingBot(j); ok {
+			out[bot]++
 		}
 	}
 	return out, nil

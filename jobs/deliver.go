@@ -31,8 +31,10 @@ func LinkButton(label, url string) models.ReplyMarkup {
 }
 
 // deliverPrivateFile posts a file an admin sent privately to the target
-// channel. Nothing about the file changes, so it is copied by reference:
-// instant, whatever its size.
+// channel. A video sent as a document, or a file whose caption says
+// #stream, is relayed over MTProto as a streamable video (its own job,
+// jobs/relay.go). Anything else is copied by reference: nothing about it
+// changes, and a copy is instant whatever the size.
 func (w *UpdateWorker) deliverPrivateFile(ctx context.Context, b *botapi.Bot, m *models.Message) error {
 	if m.From == nil || !w.d.Config.IsAdmin(m.From.ID) {
 		return w.reply(ctx, b, m.Chat.ID, refusal)
@@ -41,6 +43,24 @@ func (w *UpdateWorker) deliverPrivateFile(ctx context.Context, b *botapi.Bot, m 
 	if channel == 0 {
 		return w.reply(ctx, b, m.Chat.ID, "No target channel: set CHANNEL_ID.")
 	}
+	note := "Posted to the channel."
+	if f, ok := wantsRelay(m); ok && w.d.MTProto != nil {
+		err := w.d.checkUploadSize(f.size)
+		if err == nil {
+			return w.queueRelay(ctx, b, m, f)
+		}
+		// A bot cannot re-upload it, but a copy by reference still
+		// delivers it, whatever its size.
+		note = fmt.Sprintf("Posted to the channel as it came, not as a streamable video: %s.", err)
+	}
+	// Without MTProto (no API_ID/SESSION_KEY) a video is copied as it came.
+	return w.copyPrivateFile(ctx, b, m, note)
+}
+
+// copyPrivateFile copies m into the channel by reference and answers
+// note with a link to the post.
+func (w *UpdateWorker) copyPrivateFile(ctx context.Context, b *botapi.Bot, m *models.Message, note string) error {
+	channel := w.d.Config.ChannelID
 	if err := paced(ctx, w.d, b.ID, channel); err != nil {
 		return err
 	}
@@ -61,7 +81,7 @@ func (w *UpdateWorker) deliverPrivateFile(ctx context.Context, b *botapi.Bot, m 
 	}
 	_, err = b.Client.SendMessage(ctx, &bot.SendMessageParams{
 		ChatID:          m.Chat.ID,
-		Text:            "Posted to the channel.",
+		Text:            note,
 		ReplyParameters: &models.ReplyParameters{MessageID: m.ID},
 		ReplyMarkup:     LinkButton("Open post", MessageLink(channel, id.ID)),
 	})

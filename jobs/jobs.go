@@ -85,6 +85,7 @@ func NewClient(d *Deps, opts ClientOptions) (db.River, error) {
 	river.AddWorker(workers, &R2SyncWorker{d: d})
 	river.AddWorker(workers, &R2SweepWorker{d: d})
 	river.AddWorker(workers, &UploadWorker{d: d})
+	river.AddWorker(workers, &RelayWorker{d: d})
 	cfg := &river.Config{
 		Logger:               d.Logger.With("component", "river"),
 		Middleware:           []rivertype.Middleware{jobLogs(d.Logger)},

@@ -69,8 +69,9 @@ func (d *Deps) checkURL(raw string) error {
 }
 
 // openURL opens raw for an upload: Range requests in parallel, or a spool
-// under DATA_DIR/tmp for a server without Range support, bounded by the
-// bot upload limit.
+// under DATA_DIR/tmp for a server without Range support, bounded by a
+// premium session's limit (checkUploadLimit then refuses what no session
+// here can upload, with the reason).
 func (d *Deps) openURL(ctx context.Context, raw string) (*urlSource, error) {
 	g, err := d.urlGuard()
 	if err != nil {
@@ -78,7 +79,7 @@ func (d *Deps) openURL(ctx context.Context, raw string) (*urlSource, error) {
 	}
 	return urlsource.Open(ctx, raw, urlsource.Options{
 		Guard: g, Parallel: 4, SpoolDir: filepath.Join(d.Config.DataDir, "tmp"),
-		MaxSize: mtproto.BotMaxSize, Logger: d.Logger.With("component", "urlsource"),
+		MaxSize: mtproto.PremiumMaxSize, Logger: d.Logger.With("component", "urlsource"),
 	})
 }
 
@@ -147,16 +148,15 @@ func pickUploader(ctx context.Context, d *Deps, receiving int64) int64 {
 	}
 	load := map[int64]int{}
 	if d.River != nil {
-		res, err := d.River.JobList(ctx, river.NewJobListParams().Kinds(UploadArgs{}.Kind()).First(10000).States(
+		res, err := d.River.JobList(ctx, river.NewJobListParams().Kinds(uploadKinds()...).First(10000).States(
 			rivertype.JobStateAvailable, rivertype.JobStateRunning, rivertype.JobStateScheduled,
 			rivertype.JobStateRetryable, rivertype.JobStatePending))
 		if err != nil {
 			logOf(ctx, d).Warn("count uploads per bot", "err", err)
 		} else {
 			for _, j := range res.Jobs {
-				var a UploadArgs
-				if decodeArgs(j, &a) == nil {
-					load[a.uploader()]++
+				if bot, ok := uploadingBot(j); ok {
+					load[bot]++
 				}
 			}
 		}
@@ -188,6 +188,28 @@ func chooseUploader(bots []config.Bot, receiving int64, load map[int64]int, floo
 		}
 	}
 	return best
+}
+
+// uploadKinds are the jobs that move bytes over a bot's MTProto session.
+func uploadKinds() []string { return []string{UploadArgs{}.Kind(), RelayArgs{}.Kind()} }
+
+// uploadingBot is the bot whose MTProto session an upload or relay job
+// uses: an upload's chosen uploader, a relay's receiving bot (a file_id
+// belongs to one bot).
+func uploadingBot(j *rivertype.JobRow) (int64, bool) {
+	switch j.Kind {
+	case UploadArgs{}.Kind():
+		var a UploadArgs
+		if decodeArgs(j, &a) == nil {
+			return a.uploader(), true
+		}
+	case RelayArgs{}.Kind():
+		var a RelayArgs
+		if decodeArgs(j, &a) == nil {
+			return a.BotID, true
+		}
+	}
+	return 0, false
 }
 
 func decodeArgs(j *rivertype.JobRow, into any) error {

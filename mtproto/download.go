@@ -1,14 +1,18 @@
 package mtproto
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/gotd/td/fileid"
 	"github.com/gotd/td/tg"
 	"github.com/gotd/td/tgerr"
 )
@@ -17,8 +21,9 @@ import (
 // aligned chunks never cross a 1 MiB boundary as Telegram requires.
 const DownloadChunk = 512 * 1024
 
-// Source is a document in a channel message. The message is how an expired
-// file reference is refreshed.
+// Source is a document in a message. The message is how an expired file
+// reference is refreshed: channels.getMessages when Channel is set,
+// messages.getMessages (the bot's private chats) when it is nil.
 type Source struct {
 	Channel   *tg.InputChannel
 	MessageID int
@@ -60,11 +65,19 @@ func ChannelFromPeer(p *tg.InputPeerChannel) *tg.InputChannel {
 }
 
 // Locate reads the message and fills src.Document (with a fresh file
-// reference).
+// reference). A private chat's message (Channel nil) is read with
+// messages.getMessages: channels.getMessages only knows channels.
 func (d *Downloader) Locate(ctx context.Context, src *Source) error {
-	res, err := d.api.ChannelsGetMessages(ctx, &tg.ChannelsGetMessagesRequest{
-		Channel: src.Channel, ID: []tg.InputMessageClass{&tg.InputMessageID{ID: src.MessageID}},
-	})
+	ids := []tg.InputMessageClass{&tg.InputMessageID{ID: src.MessageID}}
+	var (
+		res tg.MessagesMessagesClass
+		err error
+	)
+	if src.Channel == nil {
+		res, err = d.api.MessagesGetMessages(ctx, ids)
+	} else {
+		res, err = d.api.ChannelsGetMessages(ctx, &tg.ChannelsGetMessagesRequest{Channel: src.Channel, ID: ids})
+	}
 	if err != nil {
 		return fmt.Errorf("get message %d: %w", src.MessageID, err)
 	}
@@ -134,8 +147,12 @@ func (f *fetcher) refresh(ctx context.Context, gen int) error {
 	if f.gen != gen {
 		return nil // another goroutine already refreshed it
 	}
+	old := f.src.Document
 	if err := f.d.Locate(ctx, f.src); err != nil {
 		return fmt.Errorf("refresh file reference: %w", err)
+	}
+	if old != nil && f.src.Document.ID != old.ID {
+		return fmt.Errorf("refresh file reference: message %d now holds another document", f.src.MessageID)
 	}
 	f.setLoc(f.src.Document)
 	return nil
@@ -288,4 +305,335 @@ func Relay(ctx context.Context, d *Downloader, src *Source, up *Uploader, req Up
 		return nil, fmt.Errorf("relay: %w", err)
 	}
 	return file, nil
+}
+
+// FileIDSource is the document behind a Bot API file_id that bot received
+// as message messageID of Bot API chat chatID: the location, file reference
+// and DC are decoded from the file_id itself, so no request is needed until
+// the reference expires (then the message is read again: messages.getMessages
+// for a private chat, channels.getMessages for a channel). size is the Bot
+// API's file_size; 0 makes Open read the message to learn it.
+func FileIDSource(ctx context.Context, api *tg.Client, fileID string, size, chatID int64, messageID int) (*Source, error) {
+	f, err := fileid.DecodeFileID(fileID)
+	if err != nil {
+		return nil, fmt.Errorf("file_id source: %w", err)
+	}
+	loc, err := DecodeDocumentFileID(fileID)
+	if err != nil {
+		return nil, fmt.Errorf("file_id source: %w", err)
+	}
+	src := &Source{MessageID: messageID, Document: &tg.Document{
+		ID: loc.ID, AccessHash: loc.AccessHash, FileReference: loc.FileReference, DCID: f.DC, Size: size,
+	}}
+	if chatID < 0 {
+		peer, err := ResolveChannel(ctx, api, chatID)
+		if err != nil {
+			return nil, fmt.Errorf("file_id source: %w", err)
+		}
+		src.Channel = ChannelFromPeer(peer)
+	}
+	return src, nil
+}
+
+// remoteCacheChunks is how many chunks a RemoteFile keeps for reads that
+// are not whole aligned chunks (probes, ffmpeg): a few, so that box headers
+// and an index read in small pieces cost one request per chunk.
+const remoteCacheChunks = 8
+
+// RemoteFile reads a document at any offset through upload.getFile, in
+// 512 KiB aligned chunks: it is the io.ReaderAt that feeds an upload
+// straight from a download (no temporary file). A read of exactly one
+// aligned chunk (an upload part) goes straight into the caller's buffer;
+// other reads go through a small cache.
+type RemoteFile struct {
+	ctx  context.Context
+	f    *fetcher
+	size int64
+
+	fetched  atomic.Int64
+	requests atomic.Int64
+
+	mu    sync.Mutex
+	cache []cachedChunk // most recent last
+
+	// Read-ahead of whole chunks: an upload reads its parts in order, so
+	// while a part goes up the next ones are already coming down.
+	ahead   int
+	pmu     sync.Mutex
+	pending map[int64]*pendingChunk
+	high    int64 // highest chunk offset claimed or scheduled
+}
+
+type pendingChunk struct {
+	done chan struct{}
+	data []byte
+	err  error
+}
+
+type cachedChunk struct {
+	off  int64
+	data []byte
+}
+
+// Open prepares reads of src (reading its message first only when the
+// document or its size is unknown). Reads end when ctx does.
+func (d *Downloader) Open(ctx context.Context, src *Source) (*RemoteFile, error) {
+	if src.Document == nil || src.Document.Size <= 0 {
+		if err := d.Locate(ctx, src); err != nil {
+			return nil, fmt.Errorf("open remote file: %w", err)
+		}
+	}
+	f, err := d.newFetcher(ctx, src)
+	if err != nil {
+		return nil, fmt.Errorf("open remote file: %w", err)
+	}
+	return &RemoteFile{ctx: ctx, f: f, size: src.Document.Size, ahead: d.threads, pending: map[int64]*pendingChunk{}, high: -1}, nil
+}
+
+// whole reads the aligned chunk at off into buf: from the read-ahead when
+// it was fetched (or is being fetched) already, and schedules the next
+// chunks no one has claimed yet.
+func (r *RemoteFile) whole(off int64, buf []byte) ([]byte, error) {
+	r.pmu.Lock()
+	pc, ok := r.pending[off]
+	if ok {
+		delete(r.pending, off)
+	}
+	r.high = max(r.high, off)
+	for o := r.high + DownloadChunk; o <= off+int64(r.ahead)*DownloadChunk && o < r.size; o += DownloadChunk {
+		p := &pendingChunk{done: make(chan struct{})}
+		r.pending[o] = p
+		r.high = o
+		go func() {
+			defer close(p.done)
+			p.data, p.err = r.fetch(o, make([]byte, 0, DownloadChunk))
+		}()
+	}
+	// Chunks fetched ahead that no one read (parts acknowledged before a
+	// resume) are dropped once the reads have moved past them.
+	for o, p := range r.pending {
+		if o < off-2*int64(r.ahead)*DownloadChunk {
+			select {
+			case <-p.done:
+				delete(r.pending, o)
+			default:
+			}
+		}
+	}
+	r.pmu.Unlock()
+	if !ok {
+		return r.fetch(off, buf)
+	}
+	select {
+	case <-pc.done:
+	case <-r.ctx.Done():
+		return nil, r.ctx.Err()
+	}
+	if pc.err != nil {
+		// The read-ahead gave up: the part's own read tries again.
+		return r.fetch(off, buf)
+	}
+	return append(buf[:0], pc.data...), nil
+}
+
+// Size is the document's size in bytes.
+func (r *RemoteFile) Size() int64 { return r.size }
+
+// Fetched is the number of bytes downloaded so far (cache hits excluded).
+func (r *RemoteFile) Fetched() int64 { return r.fetched.Load() }
+
+// Requests is the number of upload.getFile chunks fetched so far.
+func (r *RemoteFile) Requests() int64 { return r.requests.Load() }
+
+func (r *RemoteFile) fetch(off int64, buf []byte) ([]byte, error) {
+	data, err := r.f.chunk(r.ctx, off, buf)
+	if err != nil {
+		return nil, err
+	}
+	if want := min(int64(DownloadChunk), r.size-off); int64(len(data)) != want {
+		return nil, fmt.Errorf("get file at %d: got %d bytes, want %d", off, len(data), want)
+	}
+	r.fetched.Add(int64(len(data)))
+	r.requests.Add(1)
+	return data, nil
+}
+
+func (r *RemoteFile) cached(off int64) ([]byte, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for i, c := range r.cache {
+		if c.off == off {
+			r.cache = append(append(r.cache[:i:i], r.cache[i+1:]...), c)
+			return c.data, nil
+		}
+	}
+	// Under the lock: concurrent small reads of one chunk fetch it once.
+	data, err := r.fetch(off, make([]byte, 0, DownloadChunk))
+	if err != nil {
+		return nil, err
+	}
+	if len(r.cache) >= remoteCacheChunks {
+		r.cache = r.cache[1:]
+	}
+	r.cache = append(r.cache, cachedChunk{off: off, data: data})
+	return data, nil
+}
+
+// ReadAt implements io.ReaderAt.
+func (r *RemoteFile) ReadAt(p []byte, off int64) (int, error) {
+	if off < 0 {
+		return 0, fmt.Errorf("remote file: negative offset %d", off)
+	}
+	n := 0
+	for n < len(p) {
+		pos := off + int64(n)
+		if pos >= r.size {
+			return n, io.EOF
+		}
+		base := pos - pos%DownloadChunk
+		want := min(int64(DownloadChunk), r.size-base)
+		if pos == base && int64(len(p)-n) >= want {
+			// A whole chunk: fetched into p, no copy, no cache.
+			data, err := r.whole(base, p[n:n:n+int(want)])
+			if err != nil {
+				return n, err
+			}
+			n += copy(p[n:], data) // data is p[n:] itself: no bytes move
+			continue
+		}
+		data, err := r.cached(base)
+		if err != nil {
+			return n, err
+		}
+		n += copy(p[n:], data[pos-base:])
+	}
+	return n, nil
+}
+
+// RelayRequest is a document to re-upload and post (a private video
+// relayed as a streamable video).
+type RelayRequest struct {
+	// Key identifies the upload and its post across attempts (resume
+	// state, random_id).
+	Key     string
+	Source  *Source
+	Name    string
+	Peer    tg.InputPeerClass
+	Caption string
+	// MimeType of the document; empty guesses it from Name.
+	MimeType string
+	// AsVideo probes the bytes and, when they are a video, posts it as a
+	// streamable video with a thumbnail (ffmpeg, when installed).
+	AsVideo    bool
+	OnProgress func(RelayProgress)
+	// OnReady is called once the file is open and probed, before any part
+	// is sent (the size is known then).
+	OnReady func(RelayInfo)
+}
+
+// RelayProgress is an upload's progress plus what the download fetched.
+type RelayProgress struct {
+	Progress
+	Downloaded int64
+}
+
+// RelayInfo says how a relayed file was posted.
+type RelayInfo struct {
+	Size  int64
+	Video *VideoMeta // nil: posted as a document
+	// NotVideo is why it was not posted as a video (AsVideo set).
+	NotVideo error
+	Thumb    bool
+	// Downloaded and GetFiles are the bytes and upload.getFile chunks
+	// fetched in this attempt.
+	Downloaded int64
+	GetFiles   int64
+}
+
+// DeliverRelay re-uploads a document from Telegram and posts it, as one
+// pipeline: every upload part is read from upload.getFile as the uploader
+// asks for it (a RemoteFile is its io.ReaderAt), so no byte touches the
+// disk. A key already posted returns its message id at once; a resumed key
+// sends (and so downloads) only the parts Telegram has not acknowledged.
+// The probe reads the first and, for an MP4 indexed at its end, the last
+// chunks through the same reader; the thumbnail is ffmpeg's, fed over a
+// loopback HTTP stream of the same reader (see ThumbnailFromReader).
+func DeliverRelay(ctx context.Context, up *Uploader, snd *Sender, dl *Downloader, rr RelayRequest) (int, RelayInfo, error) {
+	var info RelayInfo
+	if st, ok, err := snd.store.Load(ctx, rr.Key); err != nil {
+		return 0, info, fmt.Errorf("relay %q: %w", rr.Key, err)
+	} else if ok && st.MessageID != 0 {
+		info.Size = st.Size
+		return st.MessageID, info, nil
+	}
+	rf, err := dl.Open(ctx, rr.Source)
+	if err != nil {
+		return 0, info, fmt.Errorf("relay %q: %w", rr.Key, err)
+	}
+	info.Size = rf.Size()
+	if err := up.CheckSize(info.Size); err != nil {
+		return 0, info, fmt.Errorf("relay %q: %w", rr.Key, err)
+	}
+	mime := rr.MimeType
+	if mime == "" || mime == "application/octet-stream" {
+		mime = MimeByExt(rr.Name)
+	}
+	p := Post{Peer: rr.Peer, Name: rr.Name, MimeType: mime, Caption: rr.Caption}
+	if rr.AsVideo {
+		meta, err := ProbeVideoReader(ctx, rf, rf.Size(), rr.Name, mime)
+		if err != nil {
+			info.NotVideo = err
+			snd.log.InfoContext(ctx, "relayed as a document", "key", rr.Key, "reason", err)
+		} else {
+			p.Video, info.Video = meta, meta
+			if !strings.HasPrefix(p.MimeType, "video/") {
+				p.MimeType = "video/mp4"
+			}
+			jpeg, err := ThumbnailFromReader(ctx, rf, rf.Size(), rr.Name)
+			if err == nil {
+				p.Thumb, err = up.Upload(ctx, UploadRequest{Key: rr.Key + ":thumb", Name: "thumb.jpg", Size: int64(len(jpeg)), ReaderAt: bytes.NewReader(jpeg)})
+			}
+			switch {
+			case err == nil:
+				info.Thumb = true
+			case errors.Is(err, ErrNoFFmpeg):
+			case ctx.Err() != nil:
+				return 0, info, fmt.Errorf("relay %q: %w", rr.Key, ctx.Err())
+			default:
+				snd.log.WarnContext(ctx, "relay without a thumbnail", "key", rr.Key, "err", err)
+			}
+		}
+	}
+	if rr.OnReady != nil {
+		rr.OnReady(info)
+	}
+	req := UploadRequest{Key: rr.Key, Name: rr.Name, Size: rf.Size(), ReaderAt: rf}
+	if rr.OnProgress != nil {
+		req.OnProgress = func(pr Progress) { rr.OnProgress(RelayProgress{Progress: pr, Downloaded: rf.Fetched()}) }
+	}
+	id, err := Deliver(ctx, up, snd, req, p)
+	info.Downloaded, info.GetFiles = rf.Fetched(), rf.Requests()
+	return id, info, err
+}
+
+// NewRelayDownloader is a downloader whose home-DC chunks go over a pool
+// of its own (threads connections, with the same rate and flood-wait
+// middlewares as the upload pool): a relay's getFile calls then do not
+// queue behind its own upload parts. Other DCs use c's DC pools. Close
+// stops the pool's connections.
+func NewRelayDownloader(c *Client, threads int) (*Downloader, io.Closer, error) {
+	threads = max(threads, 1)
+	raw, err := c.tg.Pool(int64(threads))
+	if err != nil {
+		return nil, nil, fmt.Errorf("bot %d: download pool: %w", c.opts.BotID, err)
+	}
+	inv := wrap(raw, c.middlewares(c.opts.PoolRate, 4*threads))
+	d := NewDownloader(c).WithThreads(threads)
+	d.pool = func(ctx context.Context, dc int) (tg.Invoker, error) {
+		if dc == 0 || dc == c.opts.DC {
+			return inv, nil
+		}
+		return c.DCPool(ctx, dc)
+	}
+	return d, raw, nil
 }

@@ -3,15 +3,20 @@ package mtproto
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/abema/go-mp4"
 )
@@ -112,6 +117,7 @@ func ProbeVideo(ctx context.Context, path string) (*VideoMeta, error) {
 	return ffprobe(ctx, path)
 }
 
+// ffprobe probes path (a file or a URL).
 func ffprobe(ctx context.Context, path string) (*VideoMeta, error) {
 	bin, err := exec.LookPath("ffprobe")
 	if err != nil {
@@ -162,4 +168,107 @@ func Thumbnail(ctx context.Context, path, dir string) (string, error) {
 		}
 	}
 	return out, nil
+}
+
+// isMP4 tells an ISO BMFF file (MP4, MOV, M4V) by name or MIME type.
+func isMP4(name, mime string) bool {
+	switch strings.ToLower(filepath.Ext(name)) {
+	case ".mp4", ".m4v", ".mov":
+		return true
+	}
+	return mime == "video/mp4" || mime == "video/quicktime"
+}
+
+// ProbeVideoReader returns the video metadata of a file read at random
+// (a RemoteFile: every read is a download): MP4/MOV in Go, which reads the
+// boxes' headers and the moov wherever it is (for an MP4 indexed at its
+// end, the last chunks), other containers through ffprobe over a loopback
+// stream of r (ErrNoFFmpeg without it). Nothing is written to disk.
+func ProbeVideoReader(ctx context.Context, r io.ReaderAt, size int64, name, mime string) (*VideoMeta, error) {
+	if isMP4(name, mime) {
+		return ProbeMP4(io.NewSectionReader(r, 0, size))
+	}
+	if _, err := exec.LookPath("ffprobe"); err != nil {
+		return nil, ErrNoFFmpeg
+	}
+	var meta *VideoMeta
+	err := serveLoopback(ctx, r, size, name, func(url string) error {
+		var err error
+		meta, err = ffprobe(ctx, url)
+		return err
+	})
+	return meta, err
+}
+
+// ThumbnailFromReader makes a JPEG thumbnail (≤320 px wide, at 1 s or the
+// first frame) of a video read at random, with no temporary file: ffmpeg
+// reads the video from a loopback HTTP server that serves r with Range
+// support (so it can seek to an index at the end), and writes the JPEG to
+// its stdout. ErrNoFFmpeg when ffmpeg is not installed.
+func ThumbnailFromReader(ctx context.Context, r io.ReaderAt, size int64, name string) ([]byte, error) {
+	bin, err := exec.LookPath("ffmpeg")
+	if err != nil {
+		return nil, ErrNoFFmpeg
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	var jpeg []byte
+	err = serveLoopback(ctx, r, size, name, func(url string) error {
+		run := func(seek bool) ([]byte, error) {
+			args := []string{"-v", "error", "-nostdin"}
+			if seek {
+				args = append(args, "-ss", "1")
+			}
+			args = append(args, "-i", url, "-frames:v", "1", "-vf", "scale='min(320,iw)':-2", "-q:v", "5",
+				"-f", "image2pipe", "-vcodec", "mjpeg", "pipe:1")
+			var out, msg bytes.Buffer
+			cmd := exec.CommandContext(ctx, bin, args...)
+			cmd.Stdout, cmd.Stderr = &out, &msg
+			if err := cmd.Run(); err != nil {
+				return nil, fmt.Errorf("ffmpeg thumbnail: %w: %s", err, bytes.TrimSpace(msg.Bytes()))
+			}
+			if out.Len() < 2 || out.Bytes()[0] != 0xFF || out.Bytes()[1] != 0xD8 {
+				return nil, fmt.Errorf("ffmpeg thumbnail: no JPEG (%d bytes): %s", out.Len(), bytes.TrimSpace(msg.Bytes()))
+			}
+			return out.Bytes(), nil
+		}
+		var err error
+		if jpeg, err = run(true); err != nil && ctx.Err() == nil {
+			// A video shorter than a second has no frame at 1 s.
+			jpeg, err = run(false)
+		}
+		return err
+	})
+	return jpeg, err
+}
+
+// serveLoopback serves r at a secret path on 127.0.0.1 for as long as fn
+// runs: how ffmpeg/ffprobe read a file that is not on disk, with seeks
+// (Range requests) that a pipe cannot give.
+func serveLoopback(ctx context.Context, r io.ReaderAt, size int64, name string, fn func(url string) error) error {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return fmt.Errorf("loopback stream: %w", err)
+	}
+	var tok [16]byte
+	if _, err := rand.Read(tok[:]); err != nil {
+		_ = l.Close()
+		return fmt.Errorf("loopback stream: %w", err)
+	}
+	path := "/" + hex.EncodeToString(tok[:]) + strings.ToLower(filepath.Ext(name))
+	srv := &http.Server{ReadHeaderTimeout: 10 * time.Second, BaseContext: func(net.Listener) context.Context { return ctx },
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+			if req.URL.Path != path {
+				http.NotFound(w, req)
+				return
+			}
+			w.Header().Set("Content-Type", "application/octet-stream")
+			http.ServeContent(w, req, "", time.Time{}, io.NewSectionReader(r, 0, size))
+		})}
+	done := make(chan struct{})
+	go func() { defer close(done); _ = srv.Serve(l) }()
+	err = fn("http://" + l.Addr().String() + path)
+	_ = srv.Close()
+	<-done
+	return err
 }

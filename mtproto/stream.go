@@ -104,7 +104,7 @@ func (p *StreamPools) pool(ctx context.Context, c *Client, dc int) (*tg.Client, 
 }
 
 // BotFile is one bot's way to one document: the location from the bot's own
-// file_id, the DC that holds it, and the channel message that refreshes an
+// file_id, the DC that holds it, and the message (channel or private chat) that refreshes an
 // expired file reference.
 type BotFile struct {
 	c         *Client
@@ -208,7 +208,9 @@ func (f *BotFile) refresh(ctx context.Context, gen int) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, refreshTimout)
 	defer cancel()
-	if f.channel == nil {
+	// A private chat (positive Bot API id) has no channel: the message is
+	// read with messages.getMessages (Source without Channel).
+	if f.channel == nil && f.chatID < 0 {
 		peer, err := ResolveChannel(ctx, f.c.API(), f.chatID)
 		if err != nil {
 			return fmt.Errorf("bot %d: refresh file reference: %w", f.c.BotID(), err)

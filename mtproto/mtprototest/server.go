@@ -104,6 +104,8 @@ type Options struct {
 	Logger *slog.Logger
 	// Seed makes fault selection reproducible.
 	Seed uint64
+	// PremiumUser is a user account that can sign in (auth.go); nil: none.
+	PremiumUser *PremiumUser
 }
 
 // Post is one message the server accepted into a channel.
@@ -164,6 +166,7 @@ type Server struct {
 	posts      []*Post
 	byRandom   map[[2]int64]*Post // (channel, random id)
 	docs       map[int64]*document
+	private    map[privateKey]privateMessage // documents.go
 	nextMsg    map[int64]int
 	faults     []*Fault
 	injected   map[FaultKind]int
@@ -171,6 +174,7 @@ type Server struct {
 	partBytes  int64
 	logins     int
 	methods    map[string]int
+	users      userAuth // auth.go
 }
 
 // Start runs a server until ctx ends or Close.
@@ -418,6 +422,9 @@ func (s *Server) onMessage(srv *tgtest.Server, req *tgtest.Request) error {
 	if err != nil {
 		return err
 	}
+	if handled, err := s.onUserMessage(srv, req, id); handled { // auth.go
+		return err
+	}
 	switch id {
 	case tg.HelpGetConfigRequestTypeID:
 		var r tg.HelpGetConfigRequest
@@ -485,6 +492,12 @@ func (s *Server) onMessage(srv *tgtest.Server, req *tgtest.Request) error {
 			return err
 		}
 		return s.getMessages(srv, req, &r)
+	case tg.MessagesGetMessagesRequestTypeID:
+		var r tg.MessagesGetMessagesRequest
+		if err := r.Decode(req.Buf); err != nil {
+			return err
+		}
+		return s.getPrivateMessages(srv, req, &r)
 	case tg.UploadGetFileRequestTypeID:
 		var r tg.UploadGetFileRequest
 		if err := r.Decode(req.Buf); err != nil {
