@@ -58,6 +58,19 @@ func (p *Pool) Budget() *Budget {
 	return p.budget
 }
 
+// InFlight counts each bot's sends in flight (Send, SendTo), from every
+// process: leases younger than the send lease. Nil on a nil Pool.
+func (p *Pool) InFlight(ctx context.Context) (map[int64]int, error) {
+	if p == nil {
+		return nil, nil
+	}
+	n, err := p.db.BotSendsInFlight(ctx, p.lease)
+	if err != nil {
+		return nil, fmt.Errorf("sends in flight: %w", err)
+	}
+	return n, nil
+}
+
 // sendLease is how long a send counts as in flight at most: far longer than
 // any send by file_id takes, so only a send whose process died is cut short.
 const sendLease = 10 * time.Minute

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/ferry-dev/ferry/db"
@@ -133,14 +134,65 @@ type Budget struct {
 	log     *slog.Logger
 	metrics *Metrics
 	now     func() time.Time
+
+	// Spent chat rows are pruned by a Take at most every pruneEvery, so
+	// send_budget holds the chats of the last window, not every chat ever.
+	pruneEvery time.Duration
+	pruneMu    sync.Mutex
+	prunedAt   time.Time
 }
+
+// pruneEvery is how often a process prunes send_budget, piggy-backed on a
+// Take: one indexed DELETE per process per interval.
+const pruneEvery = 10 * time.Minute
 
 // NewBudget makes the budget on d with limits.
 func NewBudget(d db.Driver, limits Limits, logger *slog.Logger) *Budget {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &Budget{d: d, limits: limits, log: logger, now: time.Now}
+	return &Budget{d: d, limits: limits, log: logger, now: time.Now, pruneEvery: pruneEvery}
+}
+
+// window is the longest time a chat row can matter for: the longest Per of
+// the limits, and at least a minute (the longest a 429 blocks one chat
+// before it blocks the bot's own row instead).
+func (l Limits) window() time.Duration {
+	return max(l.Private.Per, l.Group.Per, l.Bot.Per, globalWait)
+}
+
+// Prune deletes the chat rows whose turns and 429s ended more than the
+// longest window ago: a fresh row paces exactly as they would.
+func (b *Budget) Prune(ctx context.Context) (int64, error) {
+	if b == nil {
+		return 0, nil
+	}
+	n, err := b.d.SendBudgetPrune(ctx, b.now().Add(-b.limits.window()))
+	if err != nil {
+		return 0, fmt.Errorf("send budget: %w", err)
+	}
+	return n, nil
+}
+
+// maybePrune runs Prune when this process has not for pruneEvery; an error
+// is logged (the rows wait for the next try).
+func (b *Budget) maybePrune(ctx context.Context) {
+	b.pruneMu.Lock()
+	now := b.now()
+	due := now.Sub(b.prunedAt) >= b.pruneEvery
+	if due {
+		b.prunedAt = now
+	}
+	b.pruneMu.Unlock()
+	if !due {
+		return
+	}
+	n, err := b.Prune(context.WithoutCancel(ctx))
+	if err != nil {
+		b.log.WarnContext(ctx, "send budget: prune spent rows", "err", err)
+		return
+	}
+	b.log.DebugContext(ctx, "send budget: pruned spent rows", "rows", n)
 }
 
 // Limits are the rates b keeps to.
@@ -202,6 +254,9 @@ func (b *Budget) Take(ctx context.Context, chatID int64, bots []int64, n int, wi
 			}
 			id := bots[best]
 			c, o := book.chat[id], book.bot[id]
+			if c == nil || o == nil {
+				return fmt.Errorf("bot %d's rows are missing from the lock", id)
+			}
 			c.NextAt, o.NextAt = at.Add(chatGap), at.Add(botGap)
 			o.Sends++
 			if at.After(now) {
@@ -215,6 +270,7 @@ func (b *Budget) Take(ctx context.Context, chatID int64, bots []int64, n int, wi
 		return nil, time.Time{}, fmt.Errorf("send budget of chat %d: %w", chatID, err)
 	}
 	b.metrics.taken(turns, b.now())
+	b.maybePrune(ctx)
 	return turns, next, nil
 }
 
@@ -237,6 +293,9 @@ func (b *Budget) TakeIdle(ctx context.Context, chatID, botID int64) (bool, error
 		book := newBook(rows, chatID)
 		chatGap, botGap := b.limits.chatGap(chatID), b.limits.gap(b.limits.Bot)
 		c, o := book.chat[botID], book.bot[botID]
+		if c == nil || o == nil {
+			return fmt.Errorf("bot %d's rows are missing from the lock", botID)
+		}
 		if book.free(botID, now).After(now) || c.NextAt.Add(chatGap).After(now) {
 			return nil
 		}

@@ -110,3 +110,62 @@ func TestParseLimits(t *testing.T) {
 		}
 	}
 }
+
+// TestBudgetPrunesSpentRows: the chat rows a burst into 30 chats made are
+// deleted by a Take once the longest window has passed and the prune
+// interval is due (not before); the bot's row and its counters stay, and
+// a chat whose turn is still ahead keeps its row.
+func TestBudgetPrunesSpentRows(t *testing.T) {
+	d := dbtest.New(t)
+	ctx := context.Background()
+	limits := botpool.Limits{Group: botpool.Rate{N: 20, Per: time.Second}, Private: botpool.Rate{N: 1, Per: time.Second},
+		Bot: botpool.Rate{N: 1000, Per: time.Second}}
+	b := botpool.NewBudget(d, limits, nil)
+	t0 := time.Now()
+	clock := t0
+	b.SetNow(func() time.Time { return clock })
+	chatRows := func() map[int64]bool {
+		rows, err := d.SendBudgetList(ctx, time.Time{}) // every row with a turn
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[int64]bool{}
+		for _, r := range rows {
+			if r.ChatID != 0 {
+				out[r.ChatID] = true
+			}
+		}
+		return out
+	}
+	take := func(chat int64) {
+		t.Helper()
+		if turns, _, err := b.Take(ctx, chat, []int64{7}, 1, time.Hour); err != nil || len(turns) != 1 {
+			t.Fatalf("take in %d: %v %v", chat, turns, err)
+		}
+	}
+	for c := int64(1); c <= 30; c++ {
+		take(-c)
+	}
+	if n := len(chatRows()); n != 30 {
+		t.Fatalf("%d chat rows after the burst, want 30", n)
+	}
+	clock = t0.Add(2 * time.Minute) // past the window, but the last prune (the first Take) was just now
+	take(-99)
+	if n := len(chatRows()); n != 31 {
+		t.Fatalf("%d chat rows 2 minutes on, want 31: pruned before the interval", n)
+	}
+	clock = t0.Add(11 * time.Minute)
+	if turns, _, err := b.Take(ctx, -100, []int64{7}, 40, time.Hour); err != nil || len(turns) != 40 { // turns ahead: kept
+		t.Fatalf("take 40: %v", err)
+	}
+	if got := chatRows(); len(got) != 1 || !got[-100] {
+		t.Fatalf("chat rows after the prune: %v, want only -100", got)
+	}
+	st, err := b.State(ctx)
+	if err != nil || len(st) != 1 || st[0].Sends != 71 {
+		t.Fatalf("the bot's counters after the prune: %+v %v", st, err)
+	}
+	if n, err := b.Prune(ctx); err != nil || n != 0 {
+		t.Fatalf("a second prune removed %d (%v)", n, err)
+	}
+}

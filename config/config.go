@@ -40,13 +40,13 @@ func (b Bot) LogValue() slog.Value {
 
 // R2 holds the Cloudflare R2 (S3 API) settings of the shared file index.
 type R2 struct {
-	Endpoint        string `env:"R2_ENDPOINT"`
-	AccountID       string `env:"R2_ACCOUNT_ID"`
-	Bucket          string `env:"R2_BUCKET"`
-	AccessKeyID     string `env:"R2_ACCESS_KEY_ID"`
-	SecretAccessKey string `env:"R2_SECRET_ACCESS_KEY"`
-	Folder          string `env:"R2_FOLDER" envDefault:"linkerz"`
-	PublicURL       string `env:"R2_PUBLIC_URL"`
+	Endpoint        string `env:"R2_ENDPOINT" help:"R2 (S3 API) endpoint URL of the shared file index"`
+	AccountID       string `env:"R2_ACCOUNT_ID" help:"Cloudflare account id: the R2 endpoint is derived from it"`
+	Bucket          string `env:"R2_BUCKET" help:"R2 bucket; unset: the records stay in DATA_DIR/r2/ (ferry r2 sync copies them later)"`
+	AccessKeyID     string `env:"R2_ACCESS_KEY_ID" help:"R2 access key id"`
+	SecretAccessKey string `env:"R2_SECRET_ACCESS_KEY" help:"R2 secret access key"`
+	Folder          string `env:"R2_FOLDER" envDefault:"linkerz" help:"folder (key prefix) of the records in the bucket"`
+	PublicURL       string `env:"R2_PUBLIC_URL" help:"public base URL of the bucket, shown in links to records"`
 }
 
 // Enabled reports whether enough is set to talk to a bucket.
@@ -56,41 +56,41 @@ func (r R2) Enabled() bool { return r.Bucket != "" && (r.Endpoint != "" || r.Acc
 type Config struct {
 	Bots []Bot `env:"-"`
 
-	APIID            int     `env:"API_ID"`
-	APIHash          string  `env:"API_HASH"`
-	ChannelID        int64   `env:"CHANNEL_ID"`
-	AdminIDs         []int64 `env:"ADMIN_IDS"`
-	DatabaseURL      string  `env:"DATABASE_URL"`
-	DataDir          string  `env:"DATA_DIR" envDefault:"./data"`
-	Port             int     `env:"PORT" envDefault:"8080"`
-	PublicURL        string  `env:"PUBLIC_URL"`
-	WebhookSecret    string  `env:"WEBHOOK_SECRET"`
-	UpdatesMode      string  `env:"UPDATES_MODE"`
-	BotAPIURL        string  `env:"BOT_API_URL" envDefault:"https://api.telegram.org"`
-	MTProtoDCAddr    string  `env:"MTPROTO_DC_ADDR"`
-	MTProtoPublicKey string  `env:"MTPROTO_PUBLIC_KEY"`
+	APIID            int     `env:"API_ID" help:"MTProto application id from my.telegram.org (uploads, streaming)"`
+	APIHash          string  `env:"API_HASH" help:"MTProto application hash from my.telegram.org"`
+	ChannelID        int64   `env:"CHANNEL_ID" help:"channel uploads are posted to (Bot API id, -100…)"`
+	AdminIDs         []int64 `env:"ADMIN_IDS" help:"comma-separated Telegram user ids allowed to run admin commands"`
+	DatabaseURL      string  `env:"DATABASE_URL" help:"Postgres URL (direct, not a transaction-mode PgBouncer); empty: the embedded SQLite in DATA_DIR/ferry.db"`
+	DataDir          string  `env:"DATA_DIR" envDefault:"./data" help:"local state: embedded database, records without R2, temp files"`
+	Port             int     `env:"PORT" envDefault:"8080" help:"HTTP port"`
+	PublicURL        string  `env:"PUBLIC_URL" help:"public base URL for webhooks and links; on Fly derived from FLY_APP_NAME"`
+	WebhookSecret    string  `env:"WEBHOOK_SECRET" help:"master secret; each bot's webhook secret token is derived from it"`
+	UpdatesMode      string  `env:"UPDATES_MODE" help:"webhook or poll; unset: webhook when PUBLIC_URL or WEBHOOK_SECRET is set, else poll"`
+	BotAPIURL        string  `env:"BOT_API_URL" envDefault:"https://api.telegram.org" help:"Bot API server (a self-hosted one, or a stand-in in tests)"`
+	MTProtoDCAddr    string  `env:"MTPROTO_DC_ADDR" help:"MTProto DC address host:port (test servers only)"`
+	MTProtoPublicKey string  `env:"MTPROTO_PUBLIC_KEY" help:"PEM file of the MTProto server's RSA key (test servers only)"`
 	R2               R2
-	RiverUIUser      string   `env:"RIVERUI_USER"`
-	RiverUIPassword  string   `env:"RIVERUI_PASSWORD"`
-	UploadRoots      []string `env:"UPLOAD_ROOTS" envSeparator:":"`
-	UploadThreads    int      `env:"UPLOAD_THREADS" envDefault:"8"`     // 8 per SPEC; at 109 ms/part (mtproto/BENCH.md) 8→36, 16→70, 32→140 MB/s, each ≥90% of bound; 32 peaks at 99.7 MiB RSS
-	UploadURLAllow   []string `env:"UPLOAD_URL_ALLOW" envSeparator:","` // hosts/CIDRs /upload <url> may reach though internal
-	SessionKey       string   `env:"SESSION_KEY"`
-	LinkSecret       string   `env:"LINK_SECRET"`
+	RiverUIUser      string   `env:"RIVERUI_USER" help:"basic auth user for /riverui (the UI is off without both user and password)"`
+	RiverUIPassword  string   `env:"RIVERUI_PASSWORD" help:"basic auth password for /riverui"`
+	UploadRoots      []string `env:"UPLOAD_ROOTS" envSeparator:":" help:"colon-separated directories /upload <path> may read"`
+	UploadThreads    int      `env:"UPLOAD_THREADS" envDefault:"8" help:"parts in flight per uploaded file (1-64)"` // 8 per SPEC; at 109 ms/part (mtproto/BENCH.md) 8→36, 16→70, 32→140 MB/s, each ≥90% of bound; 32 peaks at 99.7 MiB RSS
+	UploadURLAllow   []string `env:"UPLOAD_URL_ALLOW" envSeparator:"," help:"comma-separated hosts or CIDRs /upload <url> may fetch from although loopback/private"`
+	SessionKey       string   `env:"SESSION_KEY" help:"key that encrypts the stored MTProto sessions"`
+	LinkSecret       string   `env:"LINK_SECRET" help:"key that signs file links (/f/, /dl/); unset: links are off"`
 	// LinkLifetime is how long a handed-out file link stays valid.
-	LinkLifetime time.Duration `env:"LINK_LIFETIME" envDefault:"24h"`
+	LinkLifetime time.Duration `env:"LINK_LIFETIME" envDefault:"24h" help:"how long a handed-out file link stays valid (at least 1m)"`
 	// FilePagePublic serves /f/{unique_id} without a signature (default:
 	// the page needs a signed link too).
-	FilePagePublic bool `env:"FILE_PAGE_PUBLIC"`
+	FilePagePublic bool `env:"FILE_PAGE_PUBLIC" help:"true: /f/{unique_id} needs no signed link"`
 	// StreamsPerBot and StreamsPerIP cap concurrent /dl streams (0: no cap).
-	StreamsPerBot int `env:"STREAMS_PER_BOT" envDefault:"8"`
-	StreamsPerIP  int `env:"STREAMS_PER_IP" envDefault:"4"`
+	StreamsPerBot int `env:"STREAMS_PER_BOT" envDefault:"8" help:"concurrent /dl streams per bot (0: no cap)"`
+	StreamsPerIP  int `env:"STREAMS_PER_IP" envDefault:"4" help:"concurrent /dl streams per client IP (0: no cap)"`
 	// SendLimits changes the rates the send budget keeps each bot to
 	// (botpool.ParseLimits): "" is Telegram's, "none" paces nothing.
-	SendLimits string `env:"SEND_LIMITS"`
+	SendLimits string `env:"SEND_LIMITS" help:"send budget per bot, e.g. group=20/6s,bot=30/1s; none: no pacing; unset: Telegram's limits"`
 	// IdleExitAfter makes `ferry serve` exit 0 after this long with nothing
 	// to do (scale to zero on Fly); zero keeps it running.
-	IdleExitAfter time.Duration `env:"IDLE_EXIT_AFTER"`
+	IdleExitAfter time.Duration `env:"IDLE_EXIT_AFTER" help:"ferry serve exits 0 after this long with nothing to do (scale to zero), e.g. 5m; unset: never"`
 }
 
 // Load reads the process environment and, when it exists, the .env file at

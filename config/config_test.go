@@ -141,3 +141,45 @@ func TestSecretTokenPerBot(t *testing.T) {
 		t.Fatalf("derived tokens not distinct: %s", a)
 	}
 }
+
+// Every variable the config reads has help text (so `--help` describes it)
+// and appears in .env.example and the README; a new field without them
+// fails here.
+func TestEverySettingIsDocumented(t *testing.T) {
+	example, err := os.ReadFile("../.env.example")
+	if err != nil {
+		t.Fatal(err)
+	}
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for _, s := range config.Settings() {
+		if seen[s.Name] {
+			t.Errorf("%s listed twice", s.Name)
+		}
+		seen[s.Name] = true
+		if len(s.Help) < 5 {
+			t.Errorf("%s has no help tag", s.Name)
+		}
+		if !strings.Contains(string(example), s.Name) {
+			t.Errorf("%s is missing from .env.example", s.Name)
+		}
+		if !strings.Contains(string(readme), "`"+s.Name+"`") {
+			t.Errorf("%s is missing from README.md's Configuration", s.Name)
+		}
+		if !strings.Contains(config.HelpText(), "  "+s.Name+" ") {
+			t.Errorf("%s is missing from HelpText", s.Name)
+		}
+	}
+	for _, name := range []string{"BOT_TOKENS", "DATABASE_URL", "R2_SECRET_ACCESS_KEY", "IDLE_EXIT_AFTER", "SEND_LIMITS",
+		"LINK_LIFETIME", "FILE_PAGE_PUBLIC", "STREAMS_PER_BOT", "STREAMS_PER_IP", "UPLOAD_URL_ALLOW", "LINK_SECRET", "LOG_FORMAT"} {
+		if !seen[name] {
+			t.Errorf("Settings lacks %s", name)
+		}
+	}
+	if !strings.Contains(config.HelpText(), "PORT                  HTTP port; default 8080") {
+		t.Errorf("defaults not shown:\n%s", config.HelpText())
+	}
+}

@@ -148,6 +148,10 @@ type Executor interface {
 	BotSendRelease(ctx context.Context, p *BotSendReleaseParams) error
 	// BotLoadList reads every bot's send counters, in bot id order.
 	BotLoadList(ctx context.Context) ([]BotLoad, error)
+	// BotSendsInFlight counts each bot's send leases younger than lease
+	// (BotSendLease: sends by file_id under way, from every process), by
+	// bot id; bots with none are left out.
+	BotSendsInFlight(ctx context.Context, lease time.Duration) (map[int64]int, error)
 
 	// SendBudgetLock creates the missing send_budget rows of each bot for
 	// chatID and for the bot itself (chat 0), locks them until the
@@ -163,6 +167,11 @@ type Executor interface {
 	// SendBudgetList reads every bot's row and the chat rows still busy at
 	// now (NextAt or BlockedUntil after it), in (bot, chat) order.
 	SendBudgetList(ctx context.Context, now time.Time) ([]SendBudget, error)
+	// SendBudgetPrune deletes the chat rows (chat_id ≠ 0) whose NextAt and
+	// BlockedUntil are both unset or before before, and returns how many:
+	// such a row paces nothing a fresh one would not. The bots' rows (chat
+	// 0), which keep the counters, stay.
+	SendBudgetPrune(ctx context.Context, before time.Time) (int64, error)
 	// FileBotIDBotsInChat returns the bots that hold a file_id of one of
 	// uniqueIDs from a post in chatID (so they see that chat), in id order.
 	FileBotIDBotsInChat(ctx context.Context, chatID int64, uniqueIDs []string) ([]int64, error)

@@ -172,6 +172,10 @@ type Holder struct {
 	FileID         string
 	InFlight       int
 	FloodWaitUntil time.Time // zero when not in flood wait
+	// ChatID and MessageID are the post this bot saw the file in: where
+	// its own file reference is refreshed from.
+	ChatID    int64
+	MessageID int64
 }
 
 // BotSendReleaseParams ends a send lease.

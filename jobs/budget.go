@@ -81,7 +81,8 @@ func (w *UpdateWorker) budgetLines(ctx context.Context, sb *strings.Builder) err
 	for _, s := range state {
 		sends, queued, refused = sends+s.Sends, queued+s.Queued, refused+s.Refused
 	}
-	fmt.Fprintf(sb, "\n<b>Send budget</b>: %d sends, %d queued behind the budget, %d answers of 429 (Too Many Requests)", sends, queued, refused)
+	fmt.Fprintf(sb, "\n<b>Send budget</b>: %d sends, %d queued behind the budget, %s of 429 (Too Many Requests)",
+		sends, queued, plural(int(refused), "answer", "answers"))
 	for _, s := range state {
 		b, ok := w.d.Bots.ByID(s.BotID)
 		if !ok || (s.NextIn == 0 && s.BlockedFor == 0 && s.BusyChats == 0) {

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/go-telegram/bot"
+	"github.com/go-telegram/bot/models"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/ferry-dev/ferry/botpool"
 	"github.com/ferry-dev/ferry/jobs"
@@ -152,6 +154,8 @@ func TestProgressYieldsToReplies(t *testing.T) {
 	tg.AddBot(tok)
 	pool, d, client := startIndexWorkers(t, tg, []string{tok}, nil)
 	d.Senders = botpool.New(pool, d.Logger, botpool.WithLimits(bl))
+	reg := prometheus.NewRegistry()
+	botpool.NewMetrics(reg, d.Senders.Budget())
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	in := jobs.NewIntake(pool, client, d.Logger, jobs.WithSightings(true))
@@ -228,4 +232,89 @@ func TestProgressYieldsToReplies(t *testing.T) {
 	if m, ok := tg.Message(chat, status.ID); !ok || m.Text != "Uploaded movie.mkv" {
 		t.Fatalf("status message after Finish: %q", m.Text)
 	}
+	// /metrics shows it: the replies queued behind the budget, the edits
+	// skipped, no 429.
+	turns := counterSum(t, reg, "ferry_send_turns_total")
+	queued := counterSum(t, reg, "ferry_sends_queued_total")
+	skipped := counterSum(t, reg, "ferry_sends_skipped_total")
+	t.Logf("metrics: %v turns, %v queued, %v skipped", turns, queued, skipped)
+	if turns < posts || queued < posts/2 || skipped < 1 {
+		t.Fatalf("budget metrics: %v turns, %v queued, %v edits skipped; want ≥ %d, ≥ %d, ≥ 1", turns, queued, skipped, posts, posts/2)
+	}
+	if n := counterSum(t, reg, "ferry_bot_api_429_total"); n != 0 {
+		t.Fatalf("%v answers of 429 counted, want none", n)
+	}
+}
+
+// counterSum adds every series of the counter family name in reg.
+func counterSum(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v float64
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			for _, m := range mf.GetMetric() {
+				v += m.GetCounter().GetValue()
+			}
+		}
+	}
+	return v
+}
+
+// TestIndexReplyFailsOverOn403: two bots see a channel, but the first was
+// removed from it (the stand-in answers its posts 403 "not a member"): the
+// turns it gets are refused, and those replies go through the other bot,
+// so every post is still answered exactly once.
+func TestIndexReplyFailsOverOn403(t *testing.T) {
+	const posts, chat = 6, -1001999
+	tl, bl := scaled(6 * time.Second)
+	tg := telegramtest.NewServer(t, telegramtest.WithLimits(tl))
+	var tokens []string
+	var ids []int64
+	for i := 1; i <= 2; i++ {
+		tok := fmt.Sprintf("%d:AAH%s", 950+i, strings.Repeat(string(rune('k'+i)), 32))
+		tokens, ids = append(tokens, tok), append(ids, int64(950+i))
+		tg.AddBot(tok)
+	}
+	tg.SetChat(models.Chat{ID: chat, Type: models.ChatTypeChannel, Title: "Files"})
+	tg.SetChatAdmins(chat, ids[1]) // bot 951 is no longer a member
+	pool, d, client := startIndexWorkers(t, tg, tokens, nil)
+	d.Senders = botpool.New(pool, d.Logger, botpool.WithLimits(bl))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	in := jobs.NewIntake(pool, client, d.Logger, jobs.WithSightings(true))
+	intakeDone := make(chan struct{})
+	go func() { in.Run(ctx); close(intakeDone) }()
+	defer func() { cancel(); <-intakeDone }()
+
+	submitPosts(t, in, chat, 1, posts, ids)
+	for deadline := time.Now().Add(30 * time.Second); len(okReplies(tg, chat)) < posts; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d posts answered", len(okReplies(tg, chat)), posts)
+		}
+	}
+	time.Sleep(300 * time.Millisecond) // a duplicate would show itself
+	perPost := map[string]int{}
+	for _, c := range okReplies(tg, chat) {
+		perPost[c.Params["reply_parameters"]]++
+		if c.BotID != ids[1] {
+			t.Fatalf("reply from bot %d, which is not in the channel", c.BotID)
+		}
+	}
+	if len(perPost) != posts || len(okReplies(tg, chat)) != posts {
+		t.Fatalf("%d replies to %d posts, want one to each of %d", len(okReplies(tg, chat)), len(perPost), posts)
+	}
+	refused := 0
+	for _, c := range tg.CallsTo("sendMessage") {
+		if !c.OK && c.BotID == ids[0] {
+			refused++
+		}
+	}
+	if refused == 0 {
+		t.Fatalf("bot %d was never refused: the test did not exercise the 403", ids[0])
+	}
+	t.Logf("%d sends of the removed bot refused with 403, then the other answered", refused)
 }

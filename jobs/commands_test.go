@@ -2,8 +2,11 @@ package jobs_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"log/slog"
 	"regexp"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -65,13 +68,26 @@ func (a *asker) askAll(t *testing.T, texts ...string) []telegramtest.Call {
 	}
 	out := a.answered()[before:]
 	for _, c := range out {
-		if c.Params["parse_mode"] != "HTML" {
-			t.Fatalf("%q: reply %+v", texts, c.Params)
+		// Exactly these parameters: HTML text, no link preview, and no
+		// keyboard (commands answer in text alone), as a reply to no one.
+		var keys []string
+		for k := range c.Params {
+			keys = append(keys, k)
 		}
-		// Commands answer in text alone: no keyboard.
-		if m, ok := c.Params["reply_markup"]; ok {
-			t.Fatalf("%q: reply %q has buttons %s", texts, c.Params["text"], m)
+		sort.Strings(keys)
+		if strings.Join(keys, ",") != "chat_id,link_preview_options,parse_mode,text" || c.Params["parse_mode"] != "HTML" ||
+			c.Params["link_preview_options"] != `{"is_disabled":true}` {
+			t.Fatalf("%q: reply %q with parameters %v", texts, c.Params["text"], c.Params)
 		}
+	}
+	return out
+}
+
+// methodsSince counts the Bot API calls after the first n, by method.
+func methodsSince(tg *telegramtest.Server, n int) map[string]int {
+	out := map[string]int{}
+	for _, c := range tg.Calls()[n:] {
+		out[c.Method]++
 	}
 	return out
 }
@@ -86,11 +102,13 @@ type queueGetter interface {
 // and the job or queue state it changed.
 func TestAdminCommandReplies(t *testing.T) {
 	started := time.Now().Add(-90 * time.Minute)
+	var deps *jobs.Deps
 	h := startWorkers(t, func(d *jobs.Deps) {
 		cfg := *d.Config
 		cfg.PublicURL, cfg.UpdatesMode = "https://ferry.example.org", "webhook"
 		cfg.AdminIDs = []int64{admin, admin + 1, admin + 2, admin + 3}
 		d.Config, d.Started = &cfg, started
+		deps = d
 	})
 	ctx := context.Background()
 	a := &asker{h: h, admins: []int64{admin, admin + 1, admin + 2, admin + 3}}
@@ -102,6 +120,7 @@ func TestAdminCommandReplies(t *testing.T) {
 		t.Fatal(err)
 	}
 	id := later.Job.ID
+	callsBefore := len(h.tg.Calls())
 	// The list also has the update jobs of the commands themselves
 	// (running, or completed but not yet recorded so).
 	line := fmt.Sprintf("\n#%d update scheduled (attempt 0/25)\n", id)
@@ -186,6 +205,11 @@ func TestAdminCommandReplies(t *testing.T) {
 		}
 	}
 	waitState(t, h.client, drain.Job.ID, rivertype.JobStateCompleted)
+	// /jobs … /resume made no Bot API call but their answers (nine commands;
+	// sends the stand-in refused as over the per-chat limit are retried).
+	if m := methodsSince(h.tg, callsBefore); len(m) != 1 || m["sendMessage"] < 9 {
+		t.Fatalf("Bot API calls of /jobs … /resume: %v, want sendMessage alone", m)
+	}
 
 	// /bots: bot 111 has its webhook at PUBLIC_URL and one send; bot 222
 	// no webhook, a failed send and a flood wait of an hour.
@@ -204,18 +228,37 @@ func TestAdminCommandReplies(t *testing.T) {
 	if err := h.db.BotSendRelease(ctx, &db.BotSendReleaseParams{BotID: 222, FloodWaitUntil: until}); err != nil {
 		t.Fatal(err)
 	}
+	// Two sends of bot 222 under way (in some process), neither ended yet.
+	for range 2 {
+		if _, err := h.db.BotSendLease(ctx, 222, time.Minute); err != nil {
+			t.Fatal(err)
+		}
+	}
+	callsBefore = len(h.tg.Calls())
 	bots := a.ask(t, "/bots").Params["text"]
+	// /bots asks each bot's webhook of Telegram, once, and its username
+	// unless known already.
+	if m := methodsSince(h.tg, callsBefore); m["getWebhookInfo"] != 2 || m["sendMessage"] != 1 || m["getMe"] > 2 ||
+		len(m) != 2+min(m["getMe"], 1) {
+		t.Fatalf("Bot API calls of /bots: %v, want getWebhookInfo twice, getMe at most twice, and the answer", m)
+	}
 	wantBots := regexp.MustCompile("^<b>Bots</b>\n" +
-		`b_1: 111 @\w+ — 1 sends, 0 failed; 0 uploads in flight; webhook set \(0 pending\)` + "\n" +
-		`b_2: 222 @\w+ — 0 sends, 1 failed; 0 uploads in flight; no webhook set; flood wait until ` +
+		`b_1: 111 @\w+ — 1 sends, 0 failed; 0 sends, 0 uploads in flight; webhook set \(0 pending\)` + "\n" +
+		`b_2: 222 @\w+ — 0 sends, 1 failed; 2 sends, 0 uploads in flight; no webhook set; flood wait until ` +
 		regexp.QuoteMeta(until.UTC().Format("15:04:05 UTC")) + ` \((59m5\d|1h0m0)s\)` + "\n$")
 	if !wantBots.MatchString(bots) {
 		t.Fatalf("/bots:\n%s\nwant %s", bots, wantBots)
 	}
 
-	// /stats: the counts, no uploads yet, and the process's uptime.
+	// /stats: the counts, the send budget (bot 222 answered 429 with a
+	// two-minute retry_after: blocked in every chat), no uploads yet, and
+	// the process's uptime.
+	deps.Senders.Budget().Refused(ctx, 222, 0, "sendMessage", 2*time.Minute)
 	stats := a.ask(t, "/stats").Params["text"]
 	for _, re := range []string{
+		`\n<b>Send budget</b>: [1-9]\d* sends, \d+ queued behind the budget, 1 answer of 429 \(Too Many Requests\)\n` +
+			`(b_1: busy in \d+ chats \(chat \d+: next turn in [\d.]+m?s\)\n)?` + // the answers just sent
+			`b_2: blocked in every chat for (1m[0-5]\d(\.\d)?s|2m0s); next turn in 0s\n`,
 		`^<b>ferry stats</b>\nUpdates received: \d+ \(last 24 h: \d+\)\n<b>Jobs</b>\n`,
 		"(?m)^completed: [1-9]",
 		"\n<b>Bots</b>: 2\n",
@@ -256,5 +299,67 @@ func waitState(t *testing.T, c db.River, id int64, want rivertype.JobState) {
 			t.Fatalf("job %d: %+v %v, want %s", id, j, err, want)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestBotsWhenPolling: with long polling /bots says so for every bot and
+// asks Telegram for no webhook.
+func TestBotsWhenPolling(t *testing.T) {
+	h := startWorkers(t, func(d *jobs.Deps) {
+		cfg := *d.Config
+		cfg.UpdatesMode, cfg.AdminIDs = "poll", []int64{admin}
+		d.Config = &cfg
+	})
+	a := &asker{h: h, admins: []int64{admin}}
+	bots := a.ask(t, "/bots").Params["text"]
+	want := regexp.MustCompile("^<b>Bots</b>\n" +
+		`b_1: 111 @\w+ — 0 sends, 0 failed; 0 sends, 0 uploads in flight; polling \(getUpdates\)` + "\n" +
+		`b_2: 222 @\w+ — 0 sends, 0 failed; 0 sends, 0 uploads in flight; polling \(getUpdates\)` + "\n$")
+	if !want.MatchString(bots) {
+		t.Fatalf("/bots:\n%s\nwant %s", bots, want)
+	}
+	if n := len(h.tg.CallsTo("getWebhookInfo")); n != 0 {
+		t.Fatalf("%d getWebhookInfo calls while polling", n)
+	}
+}
+
+// TestUpdateLogLinesNameTheirJobAndUpdate: a line logged deep inside an
+// update's handling (a command dropped by the burst limit) carries the
+// job's id, kind and attempt, and the update's bot and id.
+func TestUpdateLogLinesNameTheirJobAndUpdate(t *testing.T) {
+	logs := &syncBuffer{}
+	h := startWorkers(t, unpaced, func(d *jobs.Deps) {
+		d.Logger = slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	})
+	h.tg.SetLimits(telegramtest.Limits{})
+	const user = 6262
+	// 45 commands: however the limit's 10 s windows split them, one window
+	// holds more than 21, so one is dropped.
+	for i := range 45 {
+		h.deliver(t, command(int64(300+i), user, "/start"))
+	}
+	h.wait(t, "sendMessage", 21)
+	var line map[string]any
+	for deadline := time.Now().Add(10 * time.Second); line == nil; time.Sleep(20 * time.Millisecond) {
+		for _, l := range strings.Split(logs.String(), "\n") {
+			if strings.Contains(l, "command dropped") {
+				if err := json.Unmarshal([]byte(l), &line); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		if line == nil && time.Now().After(deadline) {
+			t.Fatalf("no line about the dropped command:\n%s", logs)
+		}
+	}
+	bot, _ := line["bot"].(map[string]any)
+	uid, _ := line["update_id"].(float64)
+	if line["kind"] != "update" || line["attempt"] != float64(1) || line["job_id"] == nil || bot["id"] != float64(111) ||
+		bot["slot"] != float64(1) || uid < 300 || uid > 344 {
+		t.Fatalf("the dropped command's line %v lacks its job (update, attempt 1) or its update (bot 111 slot 1, id 300..344)", line)
+	}
+	j, err := h.client.JobGet(context.Background(), int64(line["job_id"].(float64)))
+	if err != nil || j.Kind != "update" {
+		t.Fatalf("job_id %v names %+v (%v)", line["job_id"], j, err)
 	}
 }

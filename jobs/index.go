@@ -447,7 +447,13 @@ func (run *replyRun) senders(ctx context.Context, chat int64, rs []index.Pending
 			ids = append(ids, id)
 		}
 	}
-	return ids, nil
+	var out []int64 // distinct, first occurrence first
+	for _, id := range ids {
+		if !slices.Contains(out, id) {
+			out = append(out, id)
+		}
+	}
+	return out, nil
 }
 
 // chat sends the replies of one chat, taking turns in batches.
@@ -513,6 +519,16 @@ func (run *replyRun) chat(ctx context.Context, chat int64, queue []index.Pending
 			case err == nil:
 			case isRetryAfter(err):
 				queue = append(queue, batch[i]) // its bot is blocked now: another turn
+			case errors.Is(err, bot.ErrorForbidden) && (len(senders) > 1 || !slices.Contains(senders, turns[i].BotID)):
+				// The bot was removed from the chat: the others that see it
+				// answer instead, for the rest of the run (a second 403 of
+				// the same bot in this batch finds it dropped already).
+				if slices.Contains(senders, turns[i].BotID) {
+					senders = slices.DeleteFunc(senders, func(id int64) bool { return id == turns[i].BotID })
+					logOf(ctx, d).Warn("index reply refused with 403; another bot that sees the chat answers",
+						"bot_id", turns[i].BotID, "chat_id", chat, "err", err)
+				}
+				queue = append(queue, batch[i])
 			case botapi.Permanent(err) || errors.Is(err, errBotGone):
 				logOf(ctx, d).Warn("index reply refused; not retried", "err", err)
 			default:

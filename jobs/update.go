@@ -82,6 +82,7 @@ func (w *UpdateWorker) Work(ctx context.Context, job *river.Job[UpdateArgs]) err
 		return river.JobCancel(fmt.Errorf("decode update %d: %w", job.Args.UpdateID, err))
 	}
 	log := logOf(ctx, w.d).With("bot", b.Bot, "update_id", u.ID)
+	ctx = context.WithValue(ctx, logKey{}, log) // every line below names the update too
 	kind := Classify(&u)
 	log.Debug("update", "kind", kind)
 	switch kind {

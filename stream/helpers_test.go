@@ -122,6 +122,14 @@ func (e *env) addFile(uniqueID, name, mimeType string, size int64, dc, msg int, 
 
 func (e *env) index(uniqueID, name, mimeType string, size int64, dc, msg int, doc *streamtest.Document, bots ...int64) {
 	e.t.Helper()
+	e.indexSeen(uniqueID, name, mimeType, size, dc, msg, msg, doc, bots...)
+}
+
+// indexSeen is index with the file's first post at message firstMsg and
+// the bots' own sightings at message seenMsg.
+func (e *env) indexSeen(uniqueID, name, mimeType string, size int64, dc, firstMsg, seenMsg int, doc *streamtest.Document, bots ...int64) {
+	e.t.Helper()
+	msg := firstMsg
 	ctx := context.Background()
 	if err := e.db.FileInsertMany(ctx, &db.FileInsertManyParams{
 		UniqueID: []string{uniqueID}, Name: []string{name}, MimeType: []string{mimeType}, Type: []string{"document"},
@@ -143,7 +151,7 @@ func (e *env) index(uniqueID, name, mimeType string, size int64, dc, msg int, do
 		p.Slot = append(p.Slot, int32(slot))
 		p.BotID = append(p.BotID, b)
 		p.ChatID = append(p.ChatID, testChat)
-		p.MessageID = append(p.MessageID, int64(msg))
+		p.MessageID = append(p.MessageID, int64(seenMsg))
 	}
 	if _, err := e.db.FileBotIDUpsertMany(ctx, p); err != nil {
 		e.t.Fatal(err)

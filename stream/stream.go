@@ -277,7 +277,13 @@ func (s *session) open(ctx context.Context, failed error) (mtproto.BlockReader, 
 		c, err := s.h.o.Clients.Client(ctx, hd.BotID)
 		if err == nil {
 			var bf *mtproto.BotFile
-			bf, err = s.h.o.Pools.OpenFile(c, hd.FileID, s.file.ChatID, int(s.file.MessageID))
+			// The reference is refreshed from the post this bot saw the file
+			// in: another bot's post may be in a channel it is not in.
+			chat, msg := hd.ChatID, hd.MessageID
+			if chat == 0 {
+				chat, msg = s.file.ChatID, s.file.MessageID
+			}
+			bf, err = s.h.o.Pools.OpenFile(c, hd.FileID, chat, int(msg))
 			if err == nil {
 				bf.OnRefresh = func() {
 					if s.h.metrics != nil {

@@ -181,6 +181,25 @@ func TestStreamRefreshesReference(t *testing.T) {
 	}
 }
 
+// The reference is refreshed from the serving bot's own post, not the
+// file's first one: here the first post (message 99) is gone and the bot
+// saw the file in message 14, where the document is.
+func TestStreamRefreshesFromTheBotsOwnPost(t *testing.T) {
+	e := newEnv(t, nil)
+	const size = 2<<20 + 77
+	g := streamtest.NewGenerated(991, size)
+	doc := e.srv.Add(streamtest.Document{DC: 4, ChannelID: testChannel, MessageID: 14, Name: "own.bin", Size: size, Content: g})
+	e.indexSeen("uOwnPost1", "own.bin", "", size, 4, 99, 14, doc, testBots[0])
+	e.srv.ExpireReferences()
+	res, body := e.get("GET", e.url("uOwnPost1", "own.bin", links.Inline))
+	if res.StatusCode != 200 || !bytes.Equal(body, content(t, g, 0, size)) {
+		t.Fatalf("GET after expiry: %d, %d bytes (the refresh asked the wrong post?)", res.StatusCode, len(body))
+	}
+	if got := testutil.ToFloat64(e.h.metrics.refreshes); got != 1 {
+		t.Fatalf("refreshes %v, want 1", got)
+	}
+}
+
 // A bot failing before the first byte and another failing mid-stream are
 // replaced by the next holder; the client gets every byte.
 func TestStreamFailover(t *testing.T) {

@@ -157,15 +157,15 @@ func TestEndToEndWebhookToReply(t *testing.T) {
 	stats := w.waitSent(t, adminID, 1)[0].Params["text"]
 	// Three updates were accepted, so three update jobs exist in some
 	// state (River records completion asynchronously), besides the index
-	// drain job a serving process queues at start.
+	// drain and R2 sweep jobs a serving process queues at start.
 	jobsTotal := 0
 	for _, m := range regexp.MustCompile(`(?m)^(available|running|completed|retryable|scheduled): (\d+)$`).FindAllStringSubmatch(stats, -1) {
 		n, _ := strconv.Atoi(m[2])
 		jobsTotal += n
 	}
-	drains := len(w.jobsOf(t, "index_drain"))
-	if !strings.Contains(stats, "Updates received: 3") || jobsTotal < 3 || jobsTotal > 3+drains {
-		t.Fatalf("stats (%d jobs, %d of them drains at most): %q", jobsTotal, drains, stats)
+	periodic := len(w.jobsOf(t, "index_drain")) + len(w.jobsOf(t, "r2_sweep"))
+	if !strings.Contains(stats, "Updates received: 3") || jobsTotal < 3 || jobsTotal > 3+periodic {
+		t.Fatalf("stats (%d jobs, %d of them drains and sweeps at most): %q", jobsTotal, periodic, stats)
 	}
 	if res, err := http.Get(p.url("/healthz")); err != nil || res.StatusCode != 200 {
 		t.Fatalf("healthz after bad input: %v %v", res, err)

@@ -36,10 +36,21 @@ type idleExit struct {
 	logger  *slog.Logger
 	idle    chan struct{} // closed when the process may stop
 
+	// drainMax bounds the wait for work in flight at the exit; drainLog is
+	// how often that wait says what it waits for.
+	drainMax, drainLog time.Duration
+
 	mu       sync.Mutex
 	inFlight int
 	last     time.Time // the end of the last request that counts
 }
+
+// drainMax is how long the exit waits for a job taken while the listener
+// closed: longer than an upload's 90 s slice, so a slice ends (and
+// snoozes) rather than being cut; what is still running after it is
+// stopped by River and resumes on the next start (uploads from their acked
+// parts).
+const drainMax = 2 * time.Minute
 
 // checkIdleExit refuses an IDLE_EXIT_AFTER too short to be meant.
 func checkIdleExit(after time.Duration) error {
@@ -62,10 +73,11 @@ func newIdleExit(after time.Duration, m mode, client db.River, logger *slog.Logg
 	}
 	ie := &idleExit{
 		after: after, horizon: idleHorizon, river: client,
-		queues: append([]string{jobs.QueueUpdates}, jobs.WorkQueues()...),
-		logger: logger.With("component", "idle"),
-		idle:   make(chan struct{}),
-		last:   time.Now(),
+		queues:   append([]string{jobs.QueueUpdates}, jobs.WorkQueues()...),
+		logger:   logger.With("component", "idle"),
+		idle:     make(chan struct{}),
+		last:     time.Now(),
+		drainMax: drainMax, drainLog: 10 * time.Second,
 	}
 	return ie
 }
@@ -142,20 +154,30 @@ func (ie *idleExit) start(ctx context.Context) {
 }
 
 // drain waits, once the listener is closed, for the work that came in while
-// it closed (an update taken in the last instant) to be done: no job cut off.
+// it closed (an update taken in the last instant) to be done, for at most
+// drainMax: no job cut off, yet no exit put off for good. It says what it
+// waits for once, then every drainLog.
 func (ie *idleExit) drain(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, ie.drainMax)
+	defer cancel()
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
+	var logged time.Time
 	for {
 		why, err := ie.busy(ctx, 0, 0)
 		if err == nil && why == "" {
 			return
 		}
-		if why != "" {
+		if why != "" && time.Since(logged) >= ie.drainLog {
 			ie.logger.Info("finishing before the exit", "work", why)
+			logged = time.Now()
 		}
 		select {
 		case <-ctx.Done():
+			if why != "" {
+				ie.logger.Warn("exiting with work still running: River stops it, and it runs again on the next start",
+					"work", why, "waited", ie.drainMax)
+			}
 			return
 		case <-tick.C:
 		}
@@ -170,50 +192,56 @@ func (ie *idleExit) drain(ctx context.Context) {
 func (ie *idleExit) busy(ctx context.Context, since, horizon time.Duration) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	running, err := ie.river.JobList(ctx, river.NewJobListParams().States(rivertype.JobStateRunning).First(1))
-	if err != nil {
-		return "", fmt.Errorf("list running jobs: %w", err)
-	}
-	if len(running.Jobs) > 0 {
-		j := running.Jobs[0]
-		return fmt.Sprintf("job %d (%s) running", j.ID, j.Kind), nil
-	}
-	if since > 0 {
-		why, err := ie.finishedSince(ctx, time.Now().Add(-since))
-		if why != "" || err != nil {
-			return why, err
-		}
-	}
 	qs, err := ie.river.QueueList(ctx, river.NewQueueListParams().First(1000))
 	if err != nil {
 		return "", fmt.Errorf("list queues: %w", err)
 	}
-	queues := slices.Clone(ie.queues)
+	// Paused work waits for /resume, itself an update that wakes us.
+	paused := map[string]bool{}
 	for _, q := range qs.Queues {
 		if q.PausedAt != nil {
-			// Paused work waits for /resume, itself an update that wakes us.
-			queues = slices.DeleteFunc(queues, func(name string) bool { return name == q.Name })
+			paused[q.Name] = true
 		}
 	}
-	if len(queues) == 0 {
-		return "", nil
+	// Running and waiting jobs in one listing, by scheduled time: a job
+	// moving from scheduled to running between two separate queries would
+	// be in neither. A running job's scheduled time is in the past, so it
+	// comes before anything due later; the listing stops at the horizon.
+	until := time.Now().Add(horizon)
+	params := river.NewJobListParams().
+		States(rivertype.JobStateRunning, rivertype.JobStateAvailable, rivertype.JobStateScheduled, rivertype.JobStateRetryable).
+		OrderBy(river.JobListOrderByScheduledAt, river.SortOrderAsc).First(100)
+	for {
+		res, err := ie.river.JobList(ctx, params)
+		if err != nil {
+			return "", fmt.Errorf("list jobs: %w", err)
+		}
+		for _, j := range res.Jobs {
+			switch {
+			case j.State == rivertype.JobStateRunning:
+				return fmt.Sprintf("job %d (%s) running", j.ID, j.Kind), nil
+			case !j.ScheduledAt.Before(until):
+				return ie.finishedSince(ctx, since)
+			case slices.Contains(ie.queues, j.Queue) && !paused[j.Queue]:
+				return fmt.Sprintf("job %d (%s) %s, due %s", j.ID, j.Kind, j.State, j.ScheduledAt.Format(time.RFC3339)), nil
+			}
+		}
+		if len(res.Jobs) < 100 || res.LastCursor == nil {
+			return ie.finishedSince(ctx, since)
+		}
+		params = params.After(res.LastCursor)
 	}
-	due, err := ie.river.JobList(ctx, river.NewJobListParams().
-		States(rivertype.JobStateAvailable, rivertype.JobStateScheduled, rivertype.JobStateRetryable).
-		Queues(queues...).OrderBy(river.JobListOrderByScheduledAt, river.SortOrderAsc).First(1))
-	if err != nil {
-		return "", fmt.Errorf("list due jobs: %w", err)
-	}
-	if len(due.Jobs) > 0 && due.Jobs[0].ScheduledAt.Before(time.Now().Add(horizon)) {
-		j := due.Jobs[0]
-		return fmt.Sprintf("job %d (%s) %s, due %s", j.ID, j.Kind, j.State, j.ScheduledAt.Format(time.RFC3339)), nil
-	}
-	return "", nil
 }
 
 // finishedSince names the latest job, other than a periodic one, that
-// finished after t, newest first: periodic runs are skipped page by page.
-func (ie *idleExit) finishedSince(ctx context.Context, t time.Time) (string, error) {
+// finished within the last since (none when since is 0), newest first:
+// periodic runs are skipped page by page. It runs after the listing of
+// running jobs, so a job that ends between the two is seen here.
+func (ie *idleExit) finishedSince(ctx context.Context, since time.Duration) (string, error) {
+	if since <= 0 {
+		return "", nil
+	}
+	t := time.Now().Add(-since)
 	params := river.NewJobListParams().
 		States(rivertype.JobStateCompleted, rivertype.JobStateCancelled, rivertype.JobStateDiscarded).
 		OrderBy(river.JobListOrderByFinalizedAt, river.SortOrderDesc).First(50)

@@ -6,6 +6,7 @@
 //	ferry migrate                   apply River's and ferry's migrations and exit
 //	ferry webhook {set,info,delete} register each bot's webhook with Telegram
 //	ferry r2 sync                   copy local records, then every indexed file, to the R2 bucket
+//	ferry login                     sign a (premium) user account in for files over 2000 MiB
 //	ferry version                   the version and VCS revision
 //	ferry <command> --help          what a command does; changes nothing
 package main
@@ -54,41 +55,33 @@ commands:
   webhook info     show what Telegram has registered for each bot
   webhook delete   remove each bot's webhook
   r2 sync          copy local records, then every indexed file, to the R2 bucket
+  login            sign a (premium) user account in on the terminal, for files over 2000 MiB
   version          print the version and VCS revision
   help             this text
 
-ferry <command> --help describes a command and changes nothing.`
+ferry <command> --help (or ferry help <command>) describes a command and changes nothing.`
 
 // serverEnv is what the server commands read from the environment (and
-// .env), for their --help.
-const serverEnv = `
-environment (a .env file in the working directory is read too):
-  BOT_TOKENS        comma-separated bot tokens (slots b_1..b_N); required
-  DATABASE_URL      Postgres URL; empty: the embedded SQLite in DATA_DIR/ferry.db
-  DATA_DIR          local state (embedded database, records without R2); ./data
-  PORT              HTTP port; 8080
-  UPDATES_MODE      webhook or poll; unset: webhook when PUBLIC_URL or WEBHOOK_SECRET is set
-  PUBLIC_URL, WEBHOOK_SECRET   the webhook's address and master secret
-  ADMIN_IDS         Telegram user ids allowed to run admin commands
-  R2_BUCKET, R2_ENDPOINT (or R2_ACCOUNT_ID), R2_ACCESS_KEY_ID, R2_SECRET_ACCESS_KEY, R2_FOLDER
-  API_ID, API_HASH, SESSION_KEY, CHANNEL_ID, UPLOAD_ROOTS   uploads over MTProto
-  RIVERUI_USER, RIVERUI_PASSWORD   basic auth for /riverui (off without both)`
+// .env), for their --help: generated from config's struct tags.
+func serverEnv() string { return "\n" + config.HelpText() }
 
 // commandHelp is a command's --help; ok is false for an unknown command.
 func commandHelp(name string) (help string, ok bool) {
 	switch name {
 	case "serve":
-		return "usage: ferry serve\n\nRuns the webhook (or long polling) and the workers in one process: the\ndefault command. Migrates the database at start-up.\n" + serverEnv, true
+		return "usage: ferry serve\n\nRuns the webhook (or long polling) and the workers in one process: the\ndefault command. Migrates the database at start-up.\n" + serverEnv(), true
 	case "web":
-		return "usage: ferry web\n\nRuns HTTP only: the webhook intake, /healthz, /readyz, /metrics, the River\nUI. Jobs wait for a `ferry worker` (Postgres only: SQLite admits one process).\n" + serverEnv, true
+		return "usage: ferry web\n\nRuns HTTP only: the webhook intake, /healthz, /readyz, /metrics, the River\nUI. Jobs wait for a `ferry worker` (Postgres only: SQLite admits one process).\n" + serverEnv(), true
 	case "worker":
-		return "usage: ferry worker\n\nRuns the workers only, with /healthz and /metrics (Postgres only beside a\n`ferry web`: SQLite admits one process).\n" + serverEnv, true
+		return "usage: ferry worker\n\nRuns the workers only, with /healthz and /metrics (Postgres only beside a\n`ferry web`: SQLite admits one process).\n" + serverEnv(), true
 	case "migrate":
 		return "usage: ferry migrate\n\nApplies River's and ferry's migrations to DATABASE_URL (or the embedded\ndatabase in DATA_DIR) and exits.", true
 	case "webhook":
 		return "usage: ferry webhook set [--max-connections N] | info | delete [--drop-pending]\n\nset     registers PUBLIC_URL/tg/{bot id} for every bot, with its secret token\n        derived from WEBHOOK_SECRET and --max-connections (1-100, default 40)\ninfo    shows what Telegram has registered (never the secret)\ndelete  removes every bot's webhook; --drop-pending also drops the updates\n        Telegram still holds", true
 	case "r2":
 		return "usage: ferry r2 sync\n\nCopies the records kept in DATA_DIR/r2 while no bucket was configured to the\nR2 bucket, then rewrites every indexed file there (create, or merge into an\nobject that exists). Needs R2_BUCKET and R2_ENDPOINT (or R2_ACCOUNT_ID).", true
+	case "login":
+		return loginHelp, true
 	case "version":
 		return "usage: ferry version\n\nPrints ferry's module version and the VCS revision it was built from.", true
 	case "help":
@@ -118,6 +111,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	help, known := commandHelp(cmd)
 	if !known {
 		return usageError{fmt.Sprintf("unknown command %q\n%s", cmd, usage)}
+	}
+	if cmd == "help" && len(args) > 0 { // ferry help <command>
+		if help, known = commandHelp(args[0]); !known {
+			return usageError{fmt.Sprintf("unknown command %q\n%s", args[0], usage)}
+		}
 	}
 	if cmd == "help" || wantsHelp(args) {
 		fmt.Fprintln(stdout, help)
@@ -150,6 +148,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return usageError{help}
 		}
 		return runWebhook(ctx, logger, stdout, args[0], args[1:])
+	}
+	if cmd == "login" {
+		return runLogin(ctx, logger, os.Stdin, stdout, stderr, args)
 	}
 	return runR2(ctx, logger, stdout, args)
 }

@@ -323,3 +323,24 @@ func TestWebAndWorkerNeedPostgres(t *testing.T) {
 		}
 	}
 }
+
+// Fly's release machine has no volume: `ferry migrate` there without
+// DATABASE_URL would migrate a file that vanishes, so it refuses, while
+// the same command on a laptop migrates DATA_DIR/ferry.db.
+func TestMigrateRefusesSQLiteOnFlyRelease(t *testing.T) {
+	run := func(env ...string) (string, error) {
+		t.Helper()
+		cmd := exec.Command(binary, "migrate")
+		cmd.Dir = t.TempDir()
+		cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "LOG_FORMAT=text"}, env...)
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	out, err := run("FLY_APP_NAME=ferry-test", "RELEASE_COMMAND=1")
+	if err == nil || !strings.Contains(out, "DATABASE_URL is empty on a Fly release machine") {
+		t.Fatalf("migrate on a Fly release machine without DATABASE_URL: %v\n%s", err, out)
+	}
+	if out, err := run("FLY_APP_NAME=ferry-test"); err != nil || !strings.Contains(out, "migration applied") {
+		t.Fatalf("migrate on a Fly machine (not the release one) with SQLite: %v\n%s", err, out)
+	}
+}

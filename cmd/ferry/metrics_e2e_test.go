@@ -138,7 +138,7 @@ func TestMetricsAndOpsCommands(t *testing.T) {
 	}
 	w.post(t, p, w.secret, commandUpdate(5, second, "/bots"))
 	bots := w.waitSent(t, second, 1)[0].Params["text"]
-	if !regexp.MustCompile(`^<b>Bots</b>\nb_1: 700100 @\w+ — \d+ sends, 0 failed; 1 upload in flight; no webhook set\n$`).MatchString(bots) {
+	if !regexp.MustCompile(`^<b>Bots</b>\nb_1: 700100 @\w+ — \d+ sends, 0 failed; \d+ sends?, 1 upload in flight; no webhook set\n$`).MatchString(bots) {
 		t.Fatalf("/bots during the upload:\n%s", bots)
 	}
 	var final string
@@ -186,6 +186,22 @@ func TestMetricsAndOpsCommands(t *testing.T) {
 	}
 }
 
+// count is how many series of name carry every one of labels.
+func (s series) count(name string, labels ...string) int {
+	n := 0
+	for k := range s {
+		base, rest, _ := strings.Cut(k, "{")
+		ok := base == name
+		for _, l := range labels {
+			ok = ok && strings.Contains(rest, l)
+		}
+		if ok {
+			n++
+		}
+	}
+	return n
+}
+
 // checkFamilies lists what m gets wrong about the run of
 // TestMetricsAndOpsCommands.
 func checkFamilies(m series, size float64) []string {
@@ -221,6 +237,15 @@ func checkFamilies(m series, size float64) []string {
 		{"posts indexed as new", m.sum("ferry_index_posts_total", `result="new"`), 1, false},
 		{"new files", m.sum("ferry_index_new_files_total"), 1, false},
 		{"webhook 200s", m.sum("ferry_webhook_requests_total", `code="200"`), 6, false},
+		{"sendMessage 429s (the budget's count)", m.sum("ferry_bot_api_429_total", `method="sendMessage"`, bot), 1, false},
+		{"send turns taken", m.sum("ferry_send_turns_total", bot), 8, true},
+		{"budget gauge series for the bot", float64(m.count("ferry_send_budget_next_seconds", bot)), 1, false},
+		{"budget blocked series for the bot", float64(m.count("ferry_send_budget_blocked_seconds", bot)), 1, false},
+		{"Bot API durations observed", m.sum("ferry_botapi_request_duration_seconds_count", `method="sendMessage"`), 8, true},
+		{"job run times observed", m.sum("ferry_job_run_seconds_count", `kind="update"`), 6, true},
+		{"intake commits observed", m.sum("ferry_intake_commit_seconds_count"), 1, true},
+		{"record operation durations", m.sum("ferry_r2_operation_duration_seconds_count", `op="create"`), 1, true},
+		{"jobs completed in River's table", m.sum("ferry_jobs", `state="completed"`), 7, true},
 	} {
 		if c.got != c.want && !(c.atLeast && c.got > c.want) {
 			wrong = append(wrong, fmt.Sprintf("%s: %v, want %v%s", c.what, c.got, c.want, map[bool]string{true: " or more"}[c.atLeast]))

@@ -69,10 +69,12 @@ func TestTwoWorkersAndOneWebShareTheWork(t *testing.T) {
 	}
 	by := map[string]int{}
 	for _, j := range jobs {
-		if j.Attempt != 1 || len(j.AttemptedBy) != 1 {
-			t.Fatalf("job #%d took %d attempts (%v)", j.ID, j.Attempt, j.AttemptedBy)
+		// A reply over the send budget's 30/s snoozes its job (a new
+		// attempt, no error); a failed attempt would leave an error.
+		if len(j.Errors) != 0 || len(j.AttemptedBy) == 0 {
+			t.Fatalf("job #%d: %d attempts (%v), errors %v", j.ID, j.Attempt, j.AttemptedBy, j.Errors)
 		}
-		by[j.AttemptedBy[0]]++
+		by[j.AttemptedBy[len(j.AttemptedBy)-1]]++
 	}
 	if len(by) != 2 {
 		t.Fatalf("update jobs were worked by %d clients (%v), want the two workers", len(by), by)

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"strconv"
 	"sync"
 	"time"
@@ -195,7 +196,11 @@ func runServer(ctx context.Context, logger *slog.Logger, m mode) error {
 	defer shCancel()
 	_ = srv.Shutdown(shCtx)
 	if idled {
-		idle.drain(ctx) // an update taken while the listener closed
+		idle.drain(ctx) // an update taken while the listener closed (bounded)
+		// River's stop below gets its own time, whatever the drain used.
+		var c2 context.CancelFunc
+		shCtx, c2 = context.WithTimeout(context.Background(), 30*time.Second)
+		defer c2()
 	}
 	if m != modeWeb {
 		softCtx, softCancel := context.WithTimeout(shCtx, 20*time.Second)
@@ -254,6 +259,14 @@ func runMigrate(ctx context.Context, logger *slog.Logger) error {
 	cfg, err := loadConfig()
 	if err != nil {
 		return err
+	}
+	// Fly runs release_command in a throwaway machine without volumes: an
+	// empty DATABASE_URL there would migrate a file that vanishes and let
+	// the deploy go on as if the database were ready.
+	// flyctl marks that machine with RELEASE_COMMAND=1.
+	if cfg.DatabaseURL == "" && os.Getenv("FLY_APP_NAME") != "" && os.Getenv("RELEASE_COMMAND") != "" {
+		return errors.New("migrate: DATABASE_URL is empty on a Fly release machine, which has no volume; " +
+			"attach Postgres (fly postgres attach) or remove release_command when running on SQLite")
 	}
 	d, err := openMigrated(ctx, cfg, logger)
 	if err != nil {

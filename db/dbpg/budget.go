@@ -19,6 +19,26 @@ func (e executor) SendBudgetLock(ctx context.Context, chatID int64, botIDs []int
 	if len(botIDs) == 0 {
 		return nil, nil
 	}
+	distinct := map[int64]bool{}
+	for _, b := range botIDs {
+		distinct[b] = true
+	}
+	want := len(distinct)
+	if chatID != 0 {
+		want *= 2
+	}
+	// A prune (SendBudgetPrune) that deletes a spent row between the insert
+	// and the locking read leaves it out: insert again, with a fresh
+	// snapshot that sees the delete.
+	for try := 1; ; try++ {
+		out, err := e.sendBudgetLockOnce(ctx, chatID, botIDs)
+		if err != nil || len(out) == want || try == 3 {
+			return out, err
+		}
+	}
+}
+
+func (e executor) sendBudgetLockOnce(ctx context.Context, chatID int64, botIDs []int64) ([]db.SendBudget, error) {
 	if _, err := e.q.Exec(ctx, `
 INSERT INTO send_budget (bot_id, chat_id)
 SELECT b, c FROM unnest($1::bigint[]) b CROSS JOIN (VALUES ($2::bigint), (0)) v (c)
@@ -116,6 +136,19 @@ ORDER BY bot_id, chat_id`, now)
 		return nil, fmt.Errorf("list send budget: %w", err)
 	}
 	return out, nil
+}
+
+// SendBudgetPrune deletes the spent chat rows in one statement. A row a
+// Take holds locked is re-checked after its commit, so a turn just saved
+// is not lost.
+func (e executor) SendBudgetPrune(ctx context.Context, before time.Time) (int64, error) {
+	tag, err := e.q.Exec(ctx, `
+DELETE FROM send_budget
+WHERE chat_id <> 0 AND coalesce(next_at < $1, true) AND coalesce(blocked_until < $1, true)`, before)
+	if err != nil {
+		return 0, fmt.Errorf("prune send budget: %w", err)
+	}
+	return tag.RowsAffected(), nil
 }
 
 // FileBotIDBotsInChat reads the bots by the files' primary key.

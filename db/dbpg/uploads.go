@@ -22,7 +22,7 @@ func notFound(err error) error {
 // HolderList ranks the bots holding a file.
 func (e executor) HolderList(ctx context.Context, uniqueID string, lease time.Duration) ([]db.Holder, error) {
 	rows, err := e.q.Query(ctx, `
-SELECT b.slot, b.bot_id, b.file_id, s.n, l.flood_wait_until
+SELECT b.slot, b.bot_id, b.file_id, s.n, l.flood_wait_until, b.chat_id, b.message_id
 FROM file_bot_ids b LEFT JOIN bot_load l ON l.bot_id = b.bot_id
 CROSS JOIN LATERAL (
     SELECT count(*)::int AS n FROM bot_sends
@@ -38,7 +38,7 @@ ORDER BY coalesce(l.flood_wait_until > now(), false), s.n,
 	for rows.Next() {
 		var h db.Holder
 		var fw *time.Time
-		if err := rows.Scan(&h.Slot, &h.BotID, &h.FileID, &h.InFlight, &fw); err != nil {
+		if err := rows.Scan(&h.Slot, &h.BotID, &h.FileID, &h.InFlight, &fw, &h.ChatID, &h.MessageID); err != nil {
 			return nil, fmt.Errorf("holders of %s: %w", uniqueID, err)
 		}
 		if fw != nil && fw.After(time.Now()) {
@@ -87,6 +87,30 @@ ON CONFLICT (bot_id) DO UPDATE SET sends = bot_load.sends + EXCLUDED.sends,
 		return fmt.Errorf("end a send of bot %d: %w", p.BotID, err)
 	}
 	return nil
+}
+
+// BotSendsInFlight counts the young leases by bot.
+func (e executor) BotSendsInFlight(ctx context.Context, lease time.Duration) (map[int64]int, error) {
+	rows, err := e.q.Query(ctx, `
+SELECT bot_id, count(*)::int FROM bot_sends
+WHERE started_at >= now() - make_interval(secs => $1) GROUP BY bot_id`, lease.Seconds())
+	if err != nil {
+		return nil, fmt.Errorf("count sends in flight: %w", err)
+	}
+	defer rows.Close()
+	out := map[int64]int{}
+	for rows.Next() {
+		var bot int64
+		var n int
+		if err := rows.Scan(&bot, &n); err != nil {
+			return nil, fmt.Errorf("count sends in flight: %w", err)
+		}
+		out[bot] = n
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("count sends in flight: %w", err)
+	}
+	return out, nil
 }
 
 // BotLoadList reads every bot's counters.

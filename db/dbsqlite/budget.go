@@ -120,6 +120,21 @@ ORDER BY bot_id, chat_id`, micros(now), micros(now))
 	return out, nil
 }
 
+// SendBudgetPrune deletes the spent chat rows.
+func (e executor) SendBudgetPrune(ctx context.Context, before time.Time) (int64, error) {
+	res, err := e.exec(ctx, `
+DELETE FROM send_budget
+WHERE chat_id <> 0 AND coalesce(next_at < ?, 1) AND coalesce(blocked_until < ?, 1)`, micros(before), micros(before))
+	if err != nil {
+		return 0, fmt.Errorf("prune send budget: %w", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return 0, fmt.Errorf("prune send budget: %w", err)
+	}
+	return n, nil
+}
+
 // FileBotIDBotsInChat reads the bots by the files' primary key.
 func (e executor) FileBotIDBotsInChat(ctx context.Context, chatID int64, uniqueIDs []string) ([]int64, error) {
 	var out []int64

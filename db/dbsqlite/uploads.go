@@ -17,7 +17,7 @@ func (e executor) HolderList(ctx context.Context, uniqueID string, lease time.Du
 	err := e.query(ctx, func(rows *sql.Rows) error {
 		var h db.Holder
 		var fw sql.NullInt64
-		if err := rows.Scan(&h.Slot, &h.BotID, &h.FileID, &h.InFlight, &fw); err != nil {
+		if err := rows.Scan(&h.Slot, &h.BotID, &h.FileID, &h.InFlight, &fw, &h.ChatID, &h.MessageID); err != nil {
 			return err
 		}
 		if t := nullTime(fw); !t.IsZero() && t.After(time.Now()) {
@@ -28,7 +28,7 @@ func (e executor) HolderList(ctx context.Context, uniqueID string, lease time.Du
 	}, `
 SELECT b.slot, b.bot_id, b.file_id,
        (SELECT count(*) FROM bot_sends s WHERE s.bot_id = b.bot_id AND s.started_at > ?) AS n,
-       l.flood_wait_until
+       l.flood_wait_until, b.chat_id, b.message_id
 FROM file_bot_ids b LEFT JOIN bot_load l ON l.bot_id = b.bot_id
 WHERE b.file_unique_id = ?
 ORDER BY coalesce(l.flood_wait_until > ?, 0), n, l.last_used_at NULLS FIRST, b.slot`,
@@ -108,6 +108,24 @@ func (e executor) BotLoadList(ctx context.Context) ([]db.BotLoad, error) {
 	}, `SELECT bot_id, sends, failures, flood_wait_until, last_used_at FROM bot_load ORDER BY bot_id`)
 	if err != nil {
 		return nil, fmt.Errorf("list bot load: %w", err)
+	}
+	return out, nil
+}
+
+// BotSendsInFlight counts the young leases by bot.
+func (e executor) BotSendsInFlight(ctx context.Context, lease time.Duration) (map[int64]int, error) {
+	out := map[int64]int{}
+	err := e.query(ctx, func(rows *sql.Rows) error {
+		var bot int64
+		var n int
+		if err := rows.Scan(&bot, &n); err != nil {
+			return err
+		}
+		out[bot] = n
+		return nil
+	}, `SELECT bot_id, count(*) FROM bot_sends WHERE started_at >= ? GROUP BY bot_id`, e.clock()-lease.Microseconds())
+	if err != nil {
+		return nil, fmt.Errorf("count sends in flight: %w", err)
 	}
 	return out, nil
 }

@@ -160,3 +160,83 @@ func testFileBotIDBotsInChat(t *testing.T, s *suite) {
 	equal(t, "bots of u1..u3", must(d.FileBotIDBotsInChat(ctx, chat, []string{"u1", "u2", "u3"})).of(t), []int64{bot(1), bot(2), bot(3)})
 	equal(t, "bots of u3 in its chat", must(d.FileBotIDBotsInChat(ctx, -2002, []string{"u1", "u3"})).of(t), []int64{bot(4)})
 }
+
+func testSendBudgetPrune(t *testing.T, s *suite) {
+	d := s.driver(t)
+	ctx := context.Background()
+	old, recent, ahead := budgetAt(-time.Hour), budgetAt(-time.Second), budgetAt(time.Minute)
+	inTx(t, d, func(tx db.Tx) {
+		var rows []db.SendBudget
+		for _, c := range []int64{-1, -2, -3, -4, 5} {
+			rows = append(rows, lockBudget(t, tx, c, bot(1))...)
+		}
+		for i := range rows {
+			switch rows[i].ChatID {
+			case 0:
+				rows[i].NextAt, rows[i].Sends = old, 9 // the bot's row: kept however old
+			case -1:
+				rows[i].NextAt = old
+			case -2:
+				rows[i].NextAt = recent
+			case -3:
+				rows[i].NextAt = ahead
+			case 5: // never used: no NextAt
+			}
+		}
+		check(t, tx.SendBudgetSave(ctx, rows))
+	})
+	check(t, d.SendBudgetBlock(ctx, bot(1), -4, ahead)) // chat -4: old turn, 429 still on
+	check(t, d.SendBudgetBlock(ctx, bot(2), -1, old))   // bot 2 in chat -1: its 429 is over
+	n := must(d.SendBudgetPrune(ctx, budgetAt(-time.Minute))).of(t)
+	equal(t, "rows pruned", n, int64(3)) // bot 1 in -1 and 5, bot 2 in -1
+	sameBudget(t, "after the prune", must(d.SendBudgetList(ctx, time.Now().Add(-2*time.Hour))).of(t), []db.SendBudget{
+		{BotID: bot(1), ChatID: -4, BlockedUntil: ahead}, {BotID: bot(1), ChatID: -3, NextAt: ahead},
+		{BotID: bot(1), ChatID: -2, NextAt: recent}, {BotID: bot(1), NextAt: old, Sends: 9, Refused: 1},
+		{BotID: bot(2), Refused: 1}})
+	equal(t, "a second prune", must(d.SendBudgetPrune(ctx, budgetAt(-time.Minute))).of(t), int64(0))
+}
+
+// testSendBudgetLockBesidePrune: locks taken while another process prunes
+// the same spent rows get every row, every time.
+func testSendBudgetLockBesidePrune(t *testing.T, s *suite) {
+	s.concurrent(t)
+	d := s.driver(t)
+	ctx := context.Background()
+	old := budgetAt(-time.Hour)
+	stop := make(chan struct{})
+	pruned := make(chan int64)
+	go func() {
+		var n int64
+		for {
+			select {
+			case <-stop:
+				pruned <- n
+				return
+			default:
+			}
+			k, err := d.SendBudgetPrune(ctx, budgetAt(-time.Minute))
+			if err != nil {
+				t.Error(err)
+			}
+			n += k
+		}
+	}()
+	for i := range 300 {
+		inTx(t, d, func(tx db.Tx) {
+			rows := lockBudget(t, tx, chat, bot(1), bot(2))
+			if len(rows) != 4 {
+				t.Fatalf("lock %d beside a prune got %d rows, want 4: %+v", i, len(rows), rows)
+			}
+			for j := range rows {
+				rows[j].NextAt = old // spent at once: the next prune takes the chat rows
+			}
+			check(t, tx.SendBudgetSave(ctx, rows))
+		})
+	}
+	close(stop)
+	if n := <-pruned; n == 0 {
+		t.Fatal("the prune never removed a row: the test proves nothing")
+	} else {
+		t.Logf("%d rows pruned beside 300 locks", n)
+	}
+}

@@ -120,10 +120,13 @@ func cases() []testCase {
 		{"BotSendLease", testBotSendLease},
 		{"BotSendRelease", testBotSendRelease},
 		{"BotLoadList", testBotLoadList},
+		{"BotSendsInFlight", testBotSendsInFlight},
 		{"SendBudgetLock", testSendBudgetLock},
 		{"SendBudgetSave", testSendBudgetSave},
 		{"SendBudgetBlock", testSendBudgetBlock},
 		{"SendBudgetList", testSendBudgetList},
+		{"SendBudgetPrune", testSendBudgetPrune},
+		{"SendBudgetLockBesidePrune", testSendBudgetLockBesidePrune},
 		{"FileBotIDBotsInChat", testFileBotIDBotsInChat},
 
 		// MTProto state.

@@ -68,9 +68,18 @@ func testHolderList(t *testing.T, s *suite) {
 		heldBy(t, d, 3, 1, 2)
 		var want []db.Holder
 		for slot := 1; slot <= 3; slot++ {
-			want = append(want, db.Holder{Slot: slot, BotID: bot(slot), FileID: post(1, held, slot).FileID})
+			want = append(want, db.Holder{Slot: slot, BotID: bot(slot), FileID: post(1, held, slot).FileID, ChatID: chat, MessageID: 1})
 		}
 		equal(t, "holders, by slot when all else is equal", holders(t, d, time.Hour), want)
+	})
+	t.Run("EachBotsOwnPost", func(t *testing.T) {
+		d := s.driver(t)
+		other := post(7, held, 2) // bot 2 saw the file in another channel
+		other.ChatID = -2002
+		index(t, d, post(1, held, 1), other)
+		hs := holders(t, d, time.Hour)
+		equal(t, "holders' posts", [][2]int64{{hs[0].ChatID, hs[0].MessageID}, {hs[1].ChatID, hs[1].MessageID}},
+			[][2]int64{{chat, 1}, {-2002, 7}})
 	})
 	t.Run("FewerInFlightFirst", func(t *testing.T) {
 		d := s.driver(t)
@@ -198,4 +207,20 @@ func testBotLoadList(t *testing.T, s *suite) {
 			t.Fatalf("bot %d last used at %v", l.BotID, l.LastUsedAt)
 		}
 	}
+}
+
+func testBotSendsInFlight(t *testing.T, s *suite) {
+	d := s.driver(t)
+	equal(t, "in flight of no bot", must(d.BotSendsInFlight(t.Context(), time.Hour)).of(t), map[int64]int{})
+	l1 := lease(t, d, 1)
+	lease(t, d, 1)
+	lease(t, d, 2)
+	use(t, d, 3) // released: not in flight
+	equal(t, "in flight", must(d.BotSendsInFlight(t.Context(), time.Hour)).of(t), map[int64]int{bot(1): 2, bot(2): 1})
+	release(t, d, 1, l1, time.Time{})
+	equal(t, "after a release", must(d.BotSendsInFlight(t.Context(), time.Hour)).of(t), map[int64]int{bot(1): 1, bot(2): 1})
+	// Leases older than lease (a process that died mid-send) do not count.
+	time.Sleep(300 * time.Millisecond)
+	lease(t, d, 2)
+	equal(t, "within 200ms", must(d.BotSendsInFlight(t.Context(), 200*time.Millisecond)).of(t), map[int64]int{bot(2): 1})
 }
