@@ -73,7 +73,7 @@ type Config struct {
 	RiverUIUser      string   `env:"RIVERUI_USER" help:"basic auth user for /riverui (the UI is off without both user and password)"`
 	RiverUIPassword  string   `env:"RIVERUI_PASSWORD" help:"basic auth password for /riverui"`
 	UploadRoots      []string `env:"UPLOAD_ROOTS" envSeparator:":" help:"colon-separated directories /upload <path> may read"`
-	UploadThreads    int      `env:"UPLOAD_THREADS" envDefault:"8" help:"parts in flight per uploaded file (1-64)"` // 8 per SPEC; at 109 ms/part (mtproto/BENCH.md) 8→36, 16→70, 32→140 MB/s, each ≥90% of bound; 32 peaks at 99.7 MiB RSS
+	UploadThreads    int      `env:"UPLOAD_THREADS" envDefault:"8" help:"parts in flight per uploaded file (1-64)"` // 8 per SPEC; at 109 ms/part (mtproto/BENCH.md) 8→36, 16→71, 32→137 MB/s, each ≥89% of bound; a 2000 MiB upload peaks at 54 MiB RSS with 8, 74 MiB with 32
 	UploadURLAllow   []string `env:"UPLOAD_URL_ALLOW" envSeparator:"," help:"comma-separated hosts or CIDRs /upload <url> may fetch from although loopback/private"`
 	SessionKey       string   `env:"SESSION_KEY" help:"key that encrypts the stored MTProto sessions"`
 	LinkSecret       string   `env:"LINK_SECRET" help:"key that signs file links (/f/, /dl/); unset: links are off"`
