@@ -12,11 +12,9 @@ import (
 
 	"github.com/go-telegram/bot"
 	"github.com/go-telegram/bot/models"
-	"github.com/gotd/td/tgerr"
 	"github.com/riverqueue/river"
 
 	"github.com/ferry-dev/ferry/botapi"
-	"github.com/ferry-dev/ferry/db"
 	"github.com/ferry-dev/ferry/index"
 	"github.com/ferry-dev/ferry/mtproto"
 )
@@ -58,8 +56,14 @@ func (w *RelayWorker) Timeout(*river.Job[RelayArgs]) time.Duration {
 	return uploadSlice + 60*time.Second
 }
 
-// videoExts are the extensions of a document that is relayed as a video.
-var videoExts = map[string]bool{".mp4": true, ".mkv": true, ".mov": true, ".webm": true, ".m4v": true}
+// videoExt reports whether a document named so is relayed as a video.
+func videoExt(name string) bool {
+	switch strings.ToLower(filepath.Ext(name)) {
+	case ".mp4", ".mkv", ".mov", ".webm", ".m4v":
+		return true
+	}
+	return false
+}
 
 // streamTag in a caption asks for a streamable re-upload.
 var streamTag = regexp.MustCompile(`(?i)(^|\s)#stream\b`)
@@ -82,7 +86,7 @@ func wantsRelay(m *models.Message) (relayFile, bool) {
 		if f.name == "" {
 			f.name = "video" + extFor(d.MimeType)
 		}
-		video := strings.HasPrefix(strings.ToLower(d.MimeType), "video/") || videoExts[strings.ToLower(filepath.Ext(d.FileName))]
+		video := strings.HasPrefix(strings.ToLower(d.MimeType), "video/") || videoExt(d.FileName)
 		return f, video || tagged
 	case m.Video != nil && tagged:
 		v := m.Video
@@ -205,67 +209,13 @@ func (w *RelayWorker) Work(ctx context.Context, job *river.Job[RelayArgs]) error
 	msgID, info, err := mtproto.DeliverRelay(sliceCtx, up, snd, dl, rr)
 	stopEdits()
 	<-editsDone
-	cancelled := errors.Is(context.Cause(ctx), river.ErrJobCancelledRemotely)
-	if errors.Is(err, mtproto.ErrAlreadyPosted) && !cancelled {
-		// RANDOM_ID_DUPLICATE: an earlier attempt posted it.
-		msgID, err = alreadyPostedID(ctx, w.d, key), nil
+	as := " as a streamable video"
+	if info.NotVideo != nil {
+		as = fmt.Sprintf(" as a document (not a video: %s)", html.EscapeString(info.NotVideo.Error()))
 	}
-	size := max(info.Size, a.Size)
-	switch {
-	case err == nil:
-		err := db.WithTx(ctx, w.d.DB, func(tx db.Tx) error {
-			if err := tx.UploadTotalAdd(ctx, size); err != nil {
-				return err
-			}
-			if err := w.d.River.JobCompleteTx(ctx, tx, job.JobRow); err != nil {
-				return fmt.Errorf("complete relay job: %w", err)
-			}
-			return nil
-		})
-		if err != nil {
-			return err
-		}
-		took := time.Since(started)
-		as := "as a streamable video"
-		if info.NotVideo != nil {
-			as = fmt.Sprintf("as a document (not a video: %s)", html.EscapeString(info.NotVideo.Error()))
-		}
-		if msgID == 0 {
-			final(fmt.Sprintf("Relayed <b>%s</b> (%s): it was already in the channel (Telegram did not say which post).",
-				html.EscapeString(name), index.HumanSize(size)), nil)
-			return nil
-		}
-		final(fmt.Sprintf("Relayed <b>%s</b> (%s) %s in %s, %s/s on average.", html.EscapeString(name), index.HumanSize(size), as,
-			took.Round(time.Second), index.HumanSize(int64(float64(size)/max(took.Seconds(), 0.001)))),
-			LinkButton("Open post", MessageLink(w.d.Config.ChannelID, msgID)))
-		return nil
-	case cancelled:
-		final(fmt.Sprintf("Cancelled the relay of <b>%s</b>.", html.EscapeString(name)), nil)
-		return river.JobCancel(errors.New("cancelled by an admin"))
-	case ctx.Err() != nil:
-		// Shutting down: the next process resumes from the acknowledged parts.
-		return river.JobSnooze(time.Second)
-	case sliceCtx.Err() != nil:
-		return river.JobSnooze(0)
-	case errors.Is(err, mtproto.ErrTooLarge):
-		final(fmt.Sprintf("Cannot relay <b>%s</b>: %s", html.EscapeString(name), html.EscapeString(err.Error())), nil)
-		return river.JobCancel(err)
-	}
-	if d, ok := tgerr.AsFloodWait(err); ok {
-		w.d.floodWaited(ctx, a.BotID, d)
-		status.Set(fmt.Sprintf("Telegram asked to wait %s before relaying <b>%s</b>.", d, html.EscapeString(name)))
-		return river.JobSnooze(d)
-	}
-	final(fmt.Sprintf("Relay of <b>%s</b> failed (attempt %d of %d), retrying: %s", html.EscapeString(name),
-		job.Attempt, job.MaxAttempts, html.EscapeString(err.Error())), CancelButton(job.ID))
-	return fmt.Errorf("relay %s: %w", name, err)
-}
-
-// alreadyPostedID is the message id recorded for key's post, or 0.
-func alreadyPostedID(ctx context.Context, d *Deps, key string) int {
-	st, ok, err := d.UploadState.Load(ctx, key)
-	if err != nil || !ok {
-		return 0
-	}
-	return st.MessageID
+	return finishTransfer(ctx, w.d, transferEnd{
+		job: job.JobRow, words: transferWords{"relay", "Relayed", "relaying"}, key: key, name: name,
+		size: max(info.Size, a.Size), as: as, msgID: msgID, err: err, slice: sliceCtx, started: started,
+		floodBot: a.BotID, status: status, final: final,
+	})
 }

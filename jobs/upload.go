@@ -12,11 +12,9 @@ import (
 
 	"github.com/go-telegram/bot"
 	"github.com/go-telegram/bot/models"
-	"github.com/gotd/td/tgerr"
 	"github.com/riverqueue/river"
 
 	"github.com/ferry-dev/ferry/botapi"
-	"github.com/ferry-dev/ferry/db"
 	"github.com/ferry-dev/ferry/index"
 	"github.com/ferry-dev/ferry/mtproto"
 )
@@ -260,60 +258,12 @@ func (w *UploadWorker) Work(ctx context.Context, job *river.Job[UploadArgs]) err
 	}
 	stopEdits()
 	<-editsDone
-	cancelled := errors.Is(context.Cause(ctx), river.ErrJobCancelledRemotely)
-	if errors.Is(err, mtproto.ErrAlreadyPosted) && !cancelled {
-		// RANDOM_ID_DUPLICATE: an earlier attempt posted it and died
-		// before recording the message; retrying cannot post it again.
-		msgID, err = w.alreadyPosted(ctx, key), nil
+	flooded := a.uploader()
+	if premium { // the user session's wait says nothing of the bot
+		flooded = 0
 	}
-
-	switch {
-	case err == nil:
-		// Counted with the job's completion, so a retry after a crash
-		// (which finds the post made) does not count the file again.
-		err := db.WithTx(ctx, w.d.DB, func(tx db.Tx) error {
-			if err := tx.UploadTotalAdd(ctx, size); err != nil {
-				return err
-			}
-			if err := w.d.River.JobCompleteTx(ctx, tx, job.JobRow); err != nil {
-				return fmt.Errorf("complete upload job: %w", err)
-			}
-			return nil
-		})
-		if err != nil {
-			return err
-		}
-		took := time.Since(started)
-		text := fmt.Sprintf("Uploaded <b>%s</b> (%s) in %s, %s/s on average.", html.EscapeString(name),
-			index.HumanSize(size), took.Round(time.Second), index.HumanSize(int64(float64(size)/max(took.Seconds(), 0.001))))
-		if msgID == 0 {
-			final(fmt.Sprintf("Uploaded <b>%s</b> (%s): it was already in the channel (Telegram did not say which post).",
-				html.EscapeString(name), index.HumanSize(size)), nil)
-			return nil
-		}
-		final(text, LinkButton("Open post", MessageLink(w.d.Config.ChannelID, msgID)))
-		return nil
-	case cancelled:
-		final(fmt.Sprintf("Cancelled the upload of <b>%s</b>.", html.EscapeString(name)), nil)
-		return river.JobCancel(errors.New("cancelled by an admin"))
-	case ctx.Err() != nil:
-		// Shutting down: the next process resumes from the acknowledged parts.
-		return river.JobSnooze(time.Second)
-	case sliceCtx.Err() != nil:
-		// Slice over; continue at once in a new attempt that does not count.
-		return river.JobSnooze(0)
-	case errors.Is(err, mtproto.ErrTooLarge):
-		final(fmt.Sprintf("Cannot upload <b>%s</b>: %s", html.EscapeString(name), html.EscapeString(err.Error())), nil)
-		return river.JobCancel(err)
-	}
-	if d, ok := tgerr.AsFloodWait(err); ok {
-		if !premium { // the user session's wait says nothing of the bot
-			w.d.floodWaited(ctx, a.uploader(), d)
-		}
-		status.Set(fmt.Sprintf("Telegram asked to wait %s before uploading <b>%s</b>.", d, html.EscapeString(name)))
-		return river.JobSnooze(d)
-	}
-	final(fmt.Sprintf("Upload of <b>%s</b> failed (attempt %d of %d), retrying: %s", html.EscapeString(name),
-		job.Attempt, job.MaxAttempts, html.EscapeString(err.Error())), CancelButton(job.ID))
-	return fmt.Errorf("upload %s: %w", name, err)
+	return finishTransfer(ctx, w.d, transferEnd{
+		job: job.JobRow, words: transferWords{"upload", "Uploaded", "uploading"}, key: key, name: name, size: size,
+		msgID: msgID, err: err, slice: sliceCtx, started: started, floodBot: flooded, status: status, final: final,
+	})
 }

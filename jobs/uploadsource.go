@@ -119,16 +119,6 @@ func urlError(raw string, err error) string {
 	return fmt.Sprintf("Cannot upload <code>%s</code>: %s.", shown, html.EscapeString(err.Error()))
 }
 
-// alreadyPosted is the message id recorded for key's post, or 0 when
-// Telegram said the post exists (RANDOM_ID_DUPLICATE) without saying which.
-func (w *UploadWorker) alreadyPosted(ctx context.Context, key string) int {
-	st, ok, err := w.d.UploadState.Load(ctx, key)
-	if err != nil || !ok {
-		return 0
-	}
-	return st.MessageID
-}
-
 // floodWaited records an MTProto FLOOD_WAIT of a bot where every process
 // sees it (bot_load), so the next uploads go to another bot meanwhile.
 func (d *Deps) floodWaited(ctx context.Context, botID int64, wait time.Duration) {
