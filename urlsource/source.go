@@ -231,13 +231,6 @@ func (s *Source) probe() error {
 		res.Body.Close()
 		return s.spoolFresh()
 	case http.StatusOK:
-		s.Size = res.ContentLength
-		if s.Size >= 0 {
-			if err := s.checkSize(); err != nil {
-				res.Body.Close()
-				return err
-			}
-		}
 		return s.startSpool(res)
 	case http.StatusRequestedRangeNotSatisfiable:
 		return ErrEmpty
@@ -269,6 +262,14 @@ func (s *Source) spoolFresh() error {
 		res.Body.Close()
 		return &StatusError{Code: res.StatusCode, Status: res.Status}
 	}
+	return s.startSpool(res)
+}
+
+// startSpool streams res's body into the spool file; with a known size the
+// reads start at once and wait for the bytes they need, without one the
+// file is spooled whole before Open returns (the upload must know its size).
+// A known size over MaxSize is refused before anything is read.
+func (s *Source) startSpool(res *http.Response) error {
 	s.Size = res.ContentLength
 	if s.Size >= 0 {
 		if err := s.checkSize(); err != nil {
@@ -276,13 +277,6 @@ func (s *Source) spoolFresh() error {
 			return err
 		}
 	}
-	return s.startSpool(res)
-}
-
-// startSpool streams res's body into the spool file; with a known size the
-// reads start at once and wait for the bytes they need, without one the
-// file is spooled whole before Open returns (the upload must know its size).
-func (s *Source) startSpool(res *http.Response) error {
 	if s.opts.SpoolDir == "" {
 		res.Body.Close()
 		return errors.New("the server does not support Range requests and no spool directory is set")
