@@ -191,7 +191,9 @@ type Executor interface {
 	// start and that random_id (0 when none).
 	UploadStateBegin(ctx context.Context, st *UploadState) (time.Time, int64, error)
 	// UploadStateSaveAcked overwrites the acked parts of the attempt with
-	// fileID. Outside a transaction the commit need not wait for the disk.
+	// fileID, unless fewer than the count stored: an uploader's saves may
+	// land out of order, and the bitmap only grows. Outside a transaction
+	// the commit need not wait for the disk.
 	UploadStateSaveAcked(ctx context.Context, key string, fileID int64, acked []byte, count int) error
 	// UploadStateEnsureRandomID stores randomID for key unless one is
 	// stored (creating a row that only carries the post when key has none),

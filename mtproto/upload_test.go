@@ -138,6 +138,100 @@ func (g *gatedDB) UploadStateSaveAcked(ctx context.Context, key string, fileID i
 	return g.Driver.UploadStateSaveAcked(ctx, key, fileID, acked, count)
 }
 
+// lateFirstSave holds the upload's first save until the second one has
+// committed, then records what the database holds once the first (older,
+// smaller) bitmap has been written after it.
+type lateFirstSave struct {
+	db.Driver
+	calls      atomic.Int32
+	second     chan struct{} // closed when the second save returned
+	first      chan struct{} // closed when the first save returned
+	secondSeen atomic.Int32  // parts in the second save
+	afterLate  atomic.Int32  // parts stored once the first save returned
+	firstSeen  atomic.Int32
+}
+
+func (l *lateFirstSave) UploadStateSaveAcked(ctx context.Context, key string, fileID int64, acked []byte, count int) error {
+	switch l.calls.Add(1) {
+	case 1:
+		l.firstSeen.Store(int32(count))
+		select {
+		case <-l.second:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		err := l.Driver.UploadStateSaveAcked(ctx, key, fileID, acked, count)
+		if st, gerr := l.Driver.UploadStateGet(ctx, key); gerr == nil {
+			l.afterLate.Store(int32(mtproto.Bitmap(st.Acked).Count()))
+		}
+		close(l.first)
+		return err
+	case 2:
+		err := l.Driver.UploadStateSaveAcked(ctx, key, fileID, acked, count)
+		l.secondSeen.Store(int32(count))
+		close(l.second)
+		return err
+	}
+	// Later saves wait for the first, so it lands right after the second.
+	select {
+	case <-l.first:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return l.Driver.UploadStateSaveAcked(ctx, key, fileID, acked, count)
+}
+
+// Two saves run at once, so one stalled save does not hold back the next,
+// and they may land out of order: the older, smaller bitmap landing last
+// leaves the newer one in the database, its slots were freed already, and
+// every part is sent exactly once.
+func TestSavesLandOutOfOrder(t *testing.T) {
+	const threads = 4
+	e := newEnv(t, mtprototest.Options{}, threads)
+	l := &lateFirstSave{Driver: e.db, second: make(chan struct{}), first: make(chan struct{})}
+	pool, err := e.client.Pool()
+	if err != nil {
+		t.Fatal(err)
+	}
+	up := mtproto.NewUploader(pool, mtproto.NewStateStore(l)).WithThreads(threads).WithBotID(e.client.BotID()).
+		WithFlush(2, time.Second, 0)
+	const size = 40 << 20 // 80 parts
+	path, sum := writeRandomFile(t, t.TempDir(), size, 7)
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	file, err := up.Upload(context.Background(), mtproto.UploadRequest{Key: "late", Name: "l.bin", Size: size, ReaderAt: f})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, second, after := l.firstSeen.Load(), l.secondSeen.Load(), l.afterLate.Load()
+	t.Logf("first save %d parts, second %d, stored after the first landed %d; %d saves", first, second, after, l.calls.Load())
+	if first <= 0 || second <= first {
+		t.Fatalf("first save %d parts, second %d: want the second to cover more", first, second)
+	}
+	if after != second {
+		t.Fatalf("the late first save rolled the bitmap back to %d parts (the second saved %d)", after, second)
+	}
+	st, err := e.db.UploadStateGet(context.Background(), "late")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := mtproto.Bitmap(st.Acked).Count(); got != 80 || e.srv.PartRequests() != 80 {
+		t.Fatalf("saved %d parts, sent %d, want 80 and 80", got, e.srv.PartRequests())
+	}
+	p := *e.peer
+	p.Key, p.File, p.Name = "late", file, "l.bin"
+	id, err := e.snd.Send(context.Background(), p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if posts := e.srv.Posts(); len(posts) != 1 || posts[0].SHA256 != sum || posts[0].MessageID != id {
+		t.Fatalf("posts = %+v", posts)
+	}
+}
+
 // With the database stalled, acknowledgements run one thread count ahead of
 // the saves (the window counts parts in flight only) and then stop: at most
 // 2 × threads parts are ever unsaved, which is what a crash can re-send.

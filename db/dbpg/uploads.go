@@ -190,7 +190,7 @@ RETURNING created_at, coalesce(random_id, 0)`,
 // sits on the upload's critical path.
 func (e executor) UploadStateSaveAcked(ctx context.Context, key string, fileID int64, acked []byte, count int) error {
 	const update = `UPDATE mtproto_uploads SET acked = $3, acked_count = $4, updated_at = now()
-WHERE key = $1 AND file_id = $2`
+WHERE key = $1 AND file_id = $2 AND acked_count <= $4`
 	b := &pgx.Batch{}
 	if e.pool != nil {
 		b.Queue(`BEGIN`)

@@ -195,7 +195,7 @@ func (e executor) UploadStateSaveAcked(ctx context.Context, key string, fileID i
 		return fmt.Errorf("save acked parts of %q: %w", key, err)
 	}
 	_, err := e.exec(ctx, `UPDATE mtproto_uploads SET acked = ?, acked_count = ?, updated_at = ?
-WHERE key = ? AND file_id = ?`, acked, count, e.clock(), key, fileID)
+WHERE key = ? AND file_id = ? AND acked_count <= ?`, acked, count, e.clock(), key, fileID, count)
 	if err != nil {
 		return fmt.Errorf("save acked parts of %q: %w", key, err)
 	}

@@ -94,6 +94,14 @@ func testUploadStateSaveAcked(t *testing.T, s *suite) {
 	equal(t, "acked", ackedOf(t, d, "k"), []byte{0x03})
 	saveAcked(t, d, "k", 999, 0xff) // an abandoned attempt's late flush
 	equal(t, "acked after another attempt's save", ackedOf(t, d, "k"), []byte{0x03})
+	saveAcked(t, d, "k", 111, 0x0f)
+	saveAcked(t, d, "k", 111, 0x07) // an older save landing after a newer one
+	equal(t, "acked after an older, smaller save", ackedOf(t, d, "k"), []byte{0x0f})
+	saveAcked(t, d, "k", 111, 0x0f) // the same snapshot again: no harm
+	equal(t, "acked after the same save twice", ackedOf(t, d, "k"), []byte{0x0f})
+	beginUpload(t, d, upload("k", 111))
+	saveAcked(t, d, "k", 111, 0x03) // a fresh attempt starts from nothing
+	equal(t, "acked of a fresh attempt", ackedOf(t, d, "k"), []byte{0x03})
 
 	txMatters(t, d, func(tx db.Tx) { saveAcked(t, tx, "k", 111, 0x07) },
 		func() { equal(t, "acked after Rollback", ackedOf(t, d, "k"), []byte{0x03}) },
