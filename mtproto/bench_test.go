@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"runtime/pprof"
 	"slices"
 	"strconv"
@@ -43,6 +44,23 @@ func startRemote(b *testing.B, latency time.Duration) (*mtprototest.Remote, []by
 		b.Fatal(err)
 	}
 	return r, key
+}
+
+// binaryGC runs the benchmark under the GC target of the ferry binary
+// (mtproto.GCPercent) unless GOGC is set, for both uploaders alike, and
+// returns the target in force (reported as gogc; -1 for off).
+func binaryGC(b *testing.B) int {
+	b.Helper()
+	if v, set := os.LookupEnv("GOGC"); set {
+		if v == "off" {
+			return -1
+		}
+		n, _ := strconv.Atoi(v)
+		return n
+	}
+	old := debug.SetGCPercent(mtproto.GCPercent)
+	b.Cleanup(func() { debug.SetGCPercent(old) })
+	return mtproto.GCPercent
 }
 
 func mbps(bytes int64, d time.Duration) float64 { return float64(bytes) / 1e6 / d.Seconds() }
@@ -171,6 +189,8 @@ func alternate(b *testing.B, bytes int64, bound float64, threads int, tim *timed
 func BenchmarkUploadVsStock(b *testing.B) {
 	const threads = 8
 	const size = 256 << 20
+	gogc := binaryGC(b)
+	defer func() { b.ReportMetric(float64(gogc), "gogc") }()
 	r, key := startRemote(b, 0)
 	db := dbtest.New(b)
 	c := startClient(b, context.Background(), r.Addr, key, db, threads)
@@ -223,6 +243,7 @@ func uploadStock(b *testing.B, stock *uploader.Uploader, f *os.File, size int64)
 // flight takes on real Telegram (~4.6 MiB/s per part), at 8-32 threads
 // (file = threads x 16 parts). Ours and stock alternate in each iteration.
 func BenchmarkUploadLatency(b *testing.B) {
+	gogc := binaryGC(b)
 	r, key := startRemote(b, 0)
 	db := dbtest.New(b)
 	const poolSize = 32
@@ -284,6 +305,7 @@ func BenchmarkUploadLatency(b *testing.B) {
 					return d
 				})
 				b.ReportMetric(bound, "bound_MB/s")
+				b.ReportMetric(float64(gogc), "gogc")
 			})
 		}
 	}
@@ -341,6 +363,14 @@ func TestHelperUploadProcess(t *testing.T) {
 // at 8 and 32 threads (goals: <= 3.5 ms/MB, <= 64 MiB + threads x 1 MiB).
 func BenchmarkUpload2000MiB(b *testing.B) {
 	const size = 2000 << 20
+	// The children run under the binary's GC target unless GOGC is set.
+	gcEnv := []string{}
+	gogc := mtproto.GCPercent
+	if _, set := os.LookupEnv("GOGC"); set {
+		gogc = binaryGC(b)
+	} else {
+		gcEnv = append(gcEnv, "GOGC="+strconv.Itoa(mtproto.GCPercent))
+	}
 	r, _ := startRemote(b, 0)
 	dbURL := dbtest.NewURL(b)
 	d := dbtest.Open(b, dbURL)
@@ -368,6 +398,7 @@ func BenchmarkUpload2000MiB(b *testing.B) {
 					cmd.Env = append(os.Environ(), "FERRY_MT_UPLOAD_HELPER=1", "FERRY_MT_DB="+dbURL, "FERRY_MT_KEY="+r.KeyFile,
 						"FERRY_MT_ADDR="+r.Addr, "FERRY_MT_FILE="+path, "FERRY_MT_THREADS="+strconv.Itoa(threads),
 						"FERRY_MT_STOCK="+map[bool]string{true: "1", false: "0"}[impl == "stock"])
+					cmd.Env = append(cmd.Env, gcEnv...)
 					out, err := cmd.CombinedOutput()
 					if err != nil {
 						b.Fatalf("child: %v\n%s", err, out)
@@ -407,6 +438,7 @@ func BenchmarkUpload2000MiB(b *testing.B) {
 				b.ReportMetric(float64(64+threads), "rss_goal_MiB")
 				b.ReportMetric(speed, "MB/s")
 				b.ReportMetric(gcs, "gc_cycles")
+				b.ReportMetric(float64(gogc), "gogc")
 				b.ReportMetric(loadAvg(), "loadavg")
 			})
 		}

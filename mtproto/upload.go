@@ -40,6 +40,16 @@ const (
 	PremiumMaxSize  = 4000 * 1024 * 1024
 )
 
+// GCPercent is the garbage collector target (GOGC) the ferry binary runs
+// with unless GOGC is set. The uploader keeps no part buffers, so its live
+// heap is small (~5 MiB at 8 threads) while gotd allocates a 512 KiB
+// ciphertext per part: at Go's default of 100 the collector runs every
+// few parts (506 cycles for a 2000 MiB upload at 8 threads, 3× gotd's stock
+// uploader, which holds a buffer pool). 200 halves the cycles and the CPU
+// per MB by 9 %, and the upload still peaks at 64 MiB RSS at 8 threads and
+// 76 MiB at 32, within 64 MiB + threads × 1 MiB (mtproto/BENCH.md).
+const GCPercent = 200
+
 // ErrTooLarge is returned (wrapped) before any byte is sent when a file is
 // over Telegram's size or part-count limit for the session kind.
 var ErrTooLarge = errors.New("file too large for Telegram")

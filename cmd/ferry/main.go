@@ -24,9 +24,13 @@ import (
 	"syscall"
 
 	"github.com/ferry-dev/ferry/config"
+	"github.com/ferry-dev/ferry/mtproto"
 )
 
 func main() {
+	if _, set := os.LookupEnv("GOGC"); !set {
+		debug.SetGCPercent(mtproto.GCPercent) // see mtproto.GCPercent
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
