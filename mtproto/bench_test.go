@@ -363,13 +363,11 @@ func TestHelperUploadProcess(t *testing.T) {
 // at 8 and 32 threads (goals: <= 3.5 ms/MB, <= 64 MiB + threads x 1 MiB).
 func BenchmarkUpload2000MiB(b *testing.B) {
 	const size = 2000 << 20
-	// The children run under the binary's GC target unless GOGC is set.
-	gcEnv := []string{}
-	gogc := mtproto.GCPercent
-	if _, set := os.LookupEnv("GOGC"); set {
-		gogc = binaryGC(b)
-	} else {
-		gcEnv = append(gcEnv, "GOGC="+strconv.Itoa(mtproto.GCPercent))
+	// The children run under the same GC target as this process.
+	gogc := binaryGC(b)
+	gcEnv := "GOGC=off"
+	if gogc >= 0 {
+		gcEnv = "GOGC=" + strconv.Itoa(gogc)
 	}
 	r, _ := startRemote(b, 0)
 	dbURL := dbtest.NewURL(b)
@@ -398,7 +396,7 @@ func BenchmarkUpload2000MiB(b *testing.B) {
 					cmd.Env = append(os.Environ(), "FERRY_MT_UPLOAD_HELPER=1", "FERRY_MT_DB="+dbURL, "FERRY_MT_KEY="+r.KeyFile,
 						"FERRY_MT_ADDR="+r.Addr, "FERRY_MT_FILE="+path, "FERRY_MT_THREADS="+strconv.Itoa(threads),
 						"FERRY_MT_STOCK="+map[bool]string{true: "1", false: "0"}[impl == "stock"])
-					cmd.Env = append(cmd.Env, gcEnv...)
+					cmd.Env = append(cmd.Env, gcEnv)
 					out, err := cmd.CombinedOutput()
 					if err != nil {
 						b.Fatalf("child: %v\n%s", err, out)

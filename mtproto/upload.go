@@ -854,12 +854,17 @@ func (r *run) flusher(ctx context.Context, stop <-chan struct{}) error {
 		}
 		return nil
 	}
+	// drain waits for the saves in flight; their errors are dropped (the
+	// final save covers a failed one, or the upload fails already).
+	drain := func() {
+		for inflight > 0 {
+			_ = land(<-done)
+		}
+	}
 	final := func() error {
 		// Save what landed even when the upload failed or was cancelled:
 		// wait for the saves in flight, then cover whatever they did not.
-		for inflight > 0 {
-			_ = land(<-done) // a failed one is covered by the save below
-		}
+		drain()
 		r.mu.Lock()
 		all := r.ackSeq
 		r.mu.Unlock()
@@ -881,9 +886,7 @@ func (r *run) flusher(ctx context.Context, stop <-chan struct{}) error {
 					<-stop
 					return final()
 				}
-				for inflight > 0 {
-					_ = land(<-done)
-				}
+				drain()
 				return fmt.Errorf("save progress: %w", err)
 			}
 		case <-r.flushKick:

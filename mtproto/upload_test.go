@@ -214,15 +214,24 @@ func TestSavesLandOutOfOrder(t *testing.T) {
 	if after != second {
 		t.Fatalf("the late first save rolled the bitmap back to %d parts (the second saved %d)", after, second)
 	}
-	st, err := e.db.UploadStateGet(context.Background(), "late")
+	savedSentOnceAndPosted(t, e, "late", "l.bin", file, 80, sum)
+}
+
+// savedSentOnceAndPosted fails t unless key's saved state holds all parts,
+// the server got each exactly once, and the file posted as name has the
+// bytes of sum.
+func savedSentOnceAndPosted(t *testing.T, e *env, key, name string, file tg.InputFileClass, parts int, sum string) {
+	t.Helper()
+	st, err := e.db.UploadStateGet(context.Background(), key)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := mtproto.Bitmap(st.Acked).Count(); got != 80 || e.srv.PartRequests() != 80 {
-		t.Fatalf("saved %d parts, sent %d, want 80 and 80", got, e.srv.PartRequests())
+	if got := mtproto.Bitmap(st.Acked).Count(); got != parts || e.srv.PartRequests() != int64(parts) {
+		t.Fatalf("saved %d parts, sent %d, want %d and %d", got, e.srv.PartRequests(), parts, parts)
 	}
+	// The parts make the file: post it and compare the bytes.
 	p := *e.peer
-	p.Key, p.File, p.Name = "late", file, "l.bin"
+	p.Key, p.File, p.Name = key, file, name
 	id, err := e.snd.Send(context.Background(), p)
 	if err != nil {
 		t.Fatal(err)
@@ -282,21 +291,5 @@ func TestAcksRunAheadOfSavesBounded(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	st, err := e.db.UploadStateGet(context.Background(), "gated")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := mtproto.Bitmap(st.Acked).Count(); got != 80 || e.srv.PartRequests() != 80 {
-		t.Fatalf("saved %d parts, sent %d, want 80", got, e.srv.PartRequests())
-	}
-	// The parts make the file: post it and compare the bytes.
-	p := *e.peer
-	p.Key, p.File, p.Name = "gated", file, "g.bin"
-	id, err := e.snd.Send(context.Background(), p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if posts := e.srv.Posts(); len(posts) != 1 || posts[0].SHA256 != sum || posts[0].MessageID != id {
-		t.Fatalf("posts = %+v", posts)
-	}
+	savedSentOnceAndPosted(t, e, "gated", "g.bin", file, 80, sum)
 }
