@@ -155,15 +155,19 @@ func watchDirs(t *testing.T, dirs ...string) *dirWatch {
 	return dw
 }
 
-// sees waits until the watch has recorded path (the watch's self-check),
-// then forgets what it recorded.
-func (dw *dirWatch) sees(t *testing.T, path string) {
+// sees waits until the watch has recorded path at its full size (the
+// watch's self-check), then forgets what it recorded. Waiting for the
+// size, not just the name, matters: a tick can fall between os.WriteFile's
+// create and its write, and the empty file's growth would otherwise be
+// recorded again after the forgetting.
+func (dw *dirWatch) sees(t *testing.T, path string, size int) {
 	t.Helper()
-	waitFor(t, 5*time.Second, "the directory watch to see "+path, func() bool {
+	want := fmt.Sprintf("%s (%d bytes)", path, size)
+	waitFor(t, 5*time.Second, "the directory watch to see "+want, func() bool {
 		dw.mu.Lock()
 		defer dw.mu.Unlock()
 		for _, s := range dw.seen {
-			if strings.HasPrefix(s, path+" ") {
+			if s == want {
 				dw.seen = nil
 				return true
 			}
@@ -227,7 +231,7 @@ func TestRelayPrivateVideoEndToEnd(t *testing.T) {
 	if err := os.WriteFile(canary, []byte("x"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	watch.sees(t, canary)
+	watch.sees(t, canary, 1)
 	began := time.Now()
 	w.sendPrivately(t, p, 7001, 41, path, "clip.mp4", "video/mp4", "", true)
 	posts := w.waitPost(t, 1, 2*time.Minute)
