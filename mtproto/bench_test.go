@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"runtime/metrics"
 	"runtime/pprof"
 	"slices"
 	"strconv"
@@ -24,6 +25,7 @@ import (
 	"github.com/gotd/td/telegram/uploader"
 	"github.com/gotd/td/tg"
 
+	"github.com/ferry-dev/ferry/db"
 	"github.com/ferry-dev/ferry/db/dbtest"
 	"github.com/ferry-dev/ferry/mtproto"
 	"github.com/ferry-dev/ferry/mtproto/mtprototest"
@@ -61,6 +63,16 @@ func binaryGC(b *testing.B) int {
 	old := debug.SetGCPercent(mtproto.GCPercent)
 	b.Cleanup(func() { debug.SetGCPercent(old) })
 	return mtproto.GCPercent
+}
+
+// benchStateStore is the resume-state store ours writes to, as in
+// production; FERRY_BENCH_NO_STATE=1 runs ours without one, to measure
+// what the saves cost (the crash bound is then not kept).
+func benchStateStore(d db.Executor) *mtproto.StateStore {
+	if os.Getenv("FERRY_BENCH_NO_STATE") == "1" {
+		return nil
+	}
+	return mtproto.NewStateStore(d)
 }
 
 func mbps(bytes int64, d time.Duration) float64 { return float64(bytes) / 1e6 / d.Seconds() }
@@ -107,6 +119,7 @@ func median[T cmp.Ordered](v []T) T {
 // run is one timed upload of an alternation.
 type run struct {
 	elapsed time.Duration
+	gc      uint32        // GC cycles during the upload
 	rtt     time.Duration // median part round trip inside gotd's call
 	busy    float64       // sum of round trips / (threads x elapsed)
 }
@@ -129,7 +142,12 @@ func alternate(b *testing.B, bytes int64, bound float64, threads int, tim *timed
 		if tim != nil {
 			tim.take()
 		}
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		gc0 := ms.NumGC
 		pprof.Do(context.Background(), pprof.Labels("impl", impl), func(context.Context) { r.elapsed = f() })
+		runtime.ReadMemStats(&ms)
+		r.gc = ms.NumGC - gc0
 		if tim != nil {
 			durs := tim.take()
 			r.rtt = median(durs)
@@ -151,12 +169,13 @@ func alternate(b *testing.B, bytes int64, bound float64, threads int, tim *timed
 		}
 	}
 	var logs []string
-	var ratios, oursT, stockT, oursRTT, stockRTT, oursBusy, stockBusy []float64
+	var ratios, oursT, stockT, oursRTT, stockRTT, oursBusy, stockBusy, oursGC, stockGC []float64
 	for i := range oursR {
 		o, s := oursR[i], stockR[i]
 		ratios = append(ratios, s.elapsed.Seconds()/o.elapsed.Seconds())
 		oursT, stockT = append(oursT, o.elapsed.Seconds()), append(stockT, s.elapsed.Seconds())
-		line := fmt.Sprintf("%.1f vs %.1f MB/s (%.3f)", mbps(bytes, o.elapsed), mbps(bytes, s.elapsed), ratios[i])
+		oursGC, stockGC = append(oursGC, float64(o.gc)), append(stockGC, float64(s.gc))
+		line := fmt.Sprintf("%.1f vs %.1f MB/s (%.3f) gc %d/%d", mbps(bytes, o.elapsed), mbps(bytes, s.elapsed), ratios[i], o.gc, s.gc)
 		if tim != nil {
 			oursRTT, stockRTT = append(oursRTT, o.rtt.Seconds()*1e3), append(stockRTT, s.rtt.Seconds()*1e3)
 			oursBusy, stockBusy = append(oursBusy, 100*o.busy), append(stockBusy, 100*s.busy)
@@ -170,6 +189,8 @@ func alternate(b *testing.B, bytes int64, bound float64, threads int, tim *timed
 	b.ReportMetric(bestStock, "stock_MB/s")
 	b.ReportMetric(bestOurs/bestStock, "ratio")
 	b.ReportMetric(median(ratios), "ratio_median")
+	b.ReportMetric(median(oursGC), "ours_gc")
+	b.ReportMetric(median(stockGC), "stock_gc")
 	if bound > 0 {
 		b.ReportMetric(100*bestOurs/bound, "ours_pct")
 		b.ReportMetric(100*bestStock/bound, "stock_pct")
@@ -205,7 +226,7 @@ func BenchmarkUploadVsStock(b *testing.B) {
 	}
 	defer f.Close()
 	tim := &timedInvoker{inv: pool}
-	ours := mtproto.NewUploader(tim, mtproto.NewStateStore(db)).WithThreads(threads).WithBotID(c.BotID())
+	ours := mtproto.NewUploader(tim, benchStateStore(db)).WithThreads(threads).WithBotID(c.BotID())
 	stock := uploader.NewUploader(tg.NewClient(tim)).WithThreads(threads).WithPartSize(mtproto.PartSize)
 	ctx := context.Background()
 	i := 0
@@ -252,7 +273,7 @@ func BenchmarkUploadLatency(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	store := mtproto.NewStateStore(db)
+	store := benchStateStore(db)
 	// Open every pool connection before measuring.
 	warm, _ := writeRandomFile(b, b.TempDir(), poolSize*mtproto.PartSize, 99)
 	if wf, err := os.Open(warm); err == nil {
@@ -334,6 +355,25 @@ func TestHelperUploadProcess(t *testing.T) {
 	var msBefore runtime.MemStats
 	runtime.ReadMemStats(&msBefore)
 	t0 := time.Now()
+	// Peak live heap and heap goal, sampled: the GC runs as often as
+	// allocation fills the goal's room above the live heap.
+	heap := []metrics.Sample{{Name: "/gc/heap/live:bytes"}, {Name: "/gc/heap/goal:bytes"}}
+	var peakLive, peakGoal uint64
+	stopSampling, sampled := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(sampled)
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			metrics.Read(heap)
+			peakLive, peakGoal = max(peakLive, heap[0].Value.Uint64()), max(peakGoal, heap[1].Value.Uint64())
+			select {
+			case <-stopSampling:
+				return
+			case <-tick.C:
+			}
+		}
+	}()
 	if os.Getenv("FERRY_MT_STOCK") == "1" {
 		stock := uploader.NewUploader(tg.NewClient(pool)).WithThreads(threads).WithPartSize(mtproto.PartSize)
 		if _, err := stock.Upload(ctx, uploader.NewUpload("big.bin", f, fi.Size())); err != nil {
@@ -346,6 +386,8 @@ func TestHelperUploadProcess(t *testing.T) {
 		}
 	}
 	elapsed := time.Since(t0)
+	close(stopSampling)
+	<-sampled
 	var after syscall.Rusage
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &after)
 	cpu := time.Duration(after.Utime.Nano()+after.Stime.Nano()-before.Utime.Nano()-before.Stime.Nano()) * time.Nanosecond
@@ -354,7 +396,7 @@ func TestHelperUploadProcess(t *testing.T) {
 	var msAfter runtime.MemStats
 	runtime.ReadMemStats(&msAfter)
 	out, _ := json.Marshal(map[string]any{"cpu_ns": cpu.Nanoseconds(), "maxrss_kib": vmHWM(), "elapsed_ns": elapsed.Nanoseconds(), "bytes": fi.Size(),
-		"gc": msAfter.NumGC - msBefore.NumGC})
+		"gc": msAfter.NumGC - msBefore.NumGC, "live_heap": peakLive, "heap_goal": peakGoal})
 	fmt.Printf("RESULT=%s\n", out)
 }
 
@@ -390,7 +432,7 @@ func BenchmarkUpload2000MiB(b *testing.B) {
 	for _, threads := range []int{8, 32} {
 		for _, impl := range []string{"ours", "stock"} {
 			b.Run(fmt.Sprintf("%s/threads=%d", impl, threads), func(b *testing.B) {
-				var cpuPerMB, rssMiB, speed, gcs float64
+				var cpuPerMB, rssMiB, speed, gcs, liveMiB, goalMiB float64
 				for b.Loop() {
 					cmd := exec.Command(os.Args[0], "-test.run=^TestHelperUploadProcess$", "-test.v", "-test.bench=^$")
 					cmd.Env = append(os.Environ(), "FERRY_MT_UPLOAD_HELPER=1", "FERRY_MT_DB="+dbURL, "FERRY_MT_KEY="+r.KeyFile,
@@ -407,6 +449,8 @@ func BenchmarkUpload2000MiB(b *testing.B) {
 						GC      int64 `json:"gc"`
 						Elapsed int64 `json:"elapsed_ns"`
 						Bytes   int64 `json:"bytes"`
+						Live    int64 `json:"live_heap"`
+						Goal    int64 `json:"heap_goal"`
 					}
 					if _, after, ok := cutLine(string(out), "RESULT="); !ok {
 						b.Fatalf("no result in child output:\n%s", out)
@@ -421,7 +465,9 @@ func BenchmarkUpload2000MiB(b *testing.B) {
 					}
 					speed = max(speed, mb/(float64(res.Elapsed)/1e9))
 					gcs = max(gcs, float64(res.GC))
-					b.Logf("cpu %.2f ms/MB, peak RSS %.1f MiB, %.1f MB/s, %d GC cycles", float64(res.CPU)/1e6/mb, float64(res.MaxRSS)/1024, mb/(float64(res.Elapsed)/1e9), res.GC)
+					liveMiB, goalMiB = max(liveMiB, float64(res.Live)/(1<<20)), max(goalMiB, float64(res.Goal)/(1<<20))
+					b.Logf("cpu %.2f ms/MB, peak RSS %.1f MiB, %.1f MB/s, %d GC cycles, peak live heap %.1f MiB, heap goal %.1f MiB",
+						float64(res.CPU)/1e6/mb, float64(res.MaxRSS)/1024, mb/(float64(res.Elapsed)/1e9), res.GC, float64(res.Live)/(1<<20), float64(res.Goal)/(1<<20))
 					b.StopTimer()
 					_ = r.Forget(context.Background())
 					// The child uploads under key "big": forget it so the
@@ -436,6 +482,8 @@ func BenchmarkUpload2000MiB(b *testing.B) {
 				b.ReportMetric(float64(64+threads), "rss_goal_MiB")
 				b.ReportMetric(speed, "MB/s")
 				b.ReportMetric(gcs, "gc_cycles")
+				b.ReportMetric(liveMiB, "live_heap_MiB")
+				b.ReportMetric(goalMiB, "heap_goal_MiB")
 				b.ReportMetric(float64(gogc), "gogc")
 				b.ReportMetric(loadAvg(), "loadavg")
 			})

@@ -186,8 +186,10 @@ RETURNING created_at, coalesce(random_id, 0)`,
 	return created, randomID, nil
 }
 
-// UploadStateSaveAcked overwrites the bitmap in one round trip: the flush
-// sits on the upload's critical path.
+// UploadStateSaveAcked overwrites the bitmap in one round trip (a batch)
+// with an asynchronous commit: a save is a progress hint that a database
+// crash may lose (its parts are then sent again), and two may be in flight
+// per upload, so it should not wait for the WAL flush.
 func (e executor) UploadStateSaveAcked(ctx context.Context, key string, fileID int64, acked []byte, count int) error {
 	const update = `UPDATE mtproto_uploads SET acked = $3, acked_count = $4, updated_at = now()
 WHERE key = $1 AND file_id = $2 AND acked_count <= $4`
