@@ -66,8 +66,9 @@ func binaryGC(b *testing.B) int {
 }
 
 // benchStateStore is the resume-state store ours writes to, as in
-// production; FERRY_BENCH_NO_STATE=1 runs ours without one, to measure
-// what the saves cost (the crash bound is then not kept).
+// production; FERRY_BENCH_NO_STATE=1 runs ours without one, in every
+// upload benchmark and the 2000 MiB children (they inherit the
+// environment), to measure what the saves cost (no crash bound then).
 func benchStateStore(d db.Executor) *mtproto.StateStore {
 	if os.Getenv("FERRY_BENCH_NO_STATE") == "1" {
 		return nil
@@ -395,7 +396,7 @@ func TestHelperUploadProcess(t *testing.T) {
 			t.Fatal(err)
 		}
 	} else {
-		up := mtproto.NewUploader(pool, mtproto.NewStateStore(db)).WithThreads(threads).WithBotID(c.BotID())
+		up := mtproto.NewUploader(pool, benchStateStore(db)).WithThreads(threads).WithBotID(c.BotID())
 		if _, err := up.Upload(ctx, mtproto.UploadRequest{Key: "big", Name: "big.bin", Size: fi.Size(), ReaderAt: f}); err != nil {
 			t.Fatal(err)
 		}
